@@ -1,0 +1,69 @@
+// The `unlearn` command line: subcommands, shared options, start-up logging, and the MPI run policy.
+// app layer: the top of the dependency order.
+#pragma once
+
+#include <boost/program_options.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "unlearn/comm/process_grid.h"
+#include "unlearn/util/log.h"
+
+namespace unlearn {
+
+namespace po = boost::program_options;
+
+/// Options every subcommand takes (group "Common options").
+struct CommonOptions {
+  std::string config_file;      // --config: INI file; the command line overrides it
+  int tp = 1;                   // --tp: tensor-parallel size (world = dp x tp)
+  std::string log_level = "info";
+  std::string metrics_file;     // --metrics: JSON-lines file written by rank 0
+  int threads = 0;              // --threads: intra-op threads per rank; 0 = cores on the node / ranks on the node
+};
+
+/// What a running subcommand gets: the grid, the options, the metrics sink and the full validated config.
+struct AppContext {
+  ProcessGrid& grid;
+  const CommonOptions& common;
+  const po::variables_map& options;
+  MetricsWriter& metrics;       // enabled on world rank 0 only
+  std::string config_json;      // every option and its value, recorded in every output
+};
+
+class Subcommand {
+ public:
+  virtual ~Subcommand() = default;
+  virtual std::string_view name() const = 0;
+  virtual std::string_view summary() const = 0;  // one line for `unlearn --help`
+  /// Positional usage shown in `unlearn NAME --help`, e.g. "comm".
+  virtual std::string_view usage() const { return ""; }
+  virtual void add_options(po::options_description& desc, po::positional_options_description& pos) = 0;
+  /// Validation identical on every rank, before any communication; throws ConfigError.
+  virtual void validate(const po::variables_map& vm, const CommonOptions& common, int world_size) const {}
+  virtual int run(AppContext& ctx) = 0;
+};
+
+/// Every subcommand `unlearn` offers, in `--help` order.
+std::vector<std::unique_ptr<Subcommand>> make_subcommands();
+
+/// Runs `body` under MPI with the project's failure policy:
+/// - `configure(world_rank, world_size)` must not communicate and must throw ConfigError identically on every rank
+///   for bad input: rank 0 prints one message, all ranks finalise MPI and return 1;
+/// - any exception from the returned action (or any non-ConfigError from configure) is logged with the rank prefix,
+///   then MPI_Abort ends the whole job, so no rank hangs in a collective another rank will never join.
+using Action = std::function<int()>;
+int run_mpi_program(int argc, char** argv,
+                    const std::function<Action(int world_rank, int world_size)>& configure);
+
+/// Entry point of the `unlearn` executable.
+int unlearn_main(int argc, char** argv);
+
+/// Library and build versions, one per line ("LibTorch 1.13.0", ...).
+std::vector<std::string> version_lines();
+
+}  // namespace unlearn

@@ -1,0 +1,13 @@
+// Factories of the subcommands; one source file each under src/app/.
+#pragma once
+
+#include <memory>
+
+#include "unlearn/app/cli.h"
+
+namespace unlearn {
+
+std::unique_ptr<Subcommand> make_info_command();   // unlearn info: versions, grid and rank placement
+std::unique_ptr<Subcommand> make_bench_command();  // unlearn bench comm|...: measured, never asserted
+
+}  // namespace unlearn

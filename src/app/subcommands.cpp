@@ -1,0 +1,14 @@
+// The registry of `unlearn` subcommands, in --help order.
+#include "unlearn/app/cli.h"
+#include "unlearn/app/subcommands.h"
+
+namespace unlearn {
+
+std::vector<std::unique_ptr<Subcommand>> make_subcommands() {
+  std::vector<std::unique_ptr<Subcommand>> subs;
+  subs.push_back(make_info_command());
+  subs.push_back(make_bench_command());
+  return subs;
+}
+
+}  // namespace unlearn

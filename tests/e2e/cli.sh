@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The executable as a user meets it: --help lists the commands, each command has --help, and bad input gives
+# one clear message and exit code 1 on every rank (2 ranks).
+set -u
+bin=${UNLEARN_BIN:?} mpi="${MPIEXEC:-mpiexec} -n 2 --oversubscribe --bind-to none"
+fail=0
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+check() {  # check NAME EXPECTED_RC REGEX_IN_OUTPUT -- command...
+  local name=$1 want=$2 re=$3
+  shift 4
+  "$@" >"$tmp/out" 2>&1
+  local rc=$?
+  if [ "$rc" -ne "$want" ] || ! grep -Eq -- "$re" "$tmp/out"; then
+    echo "FAIL $name: rc $rc (want $want), output:"; sed 's/^/    /' "$tmp/out"; fail=1
+  else
+    echo "ok   $name"
+  fi
+}
+count_errors() { grep -c "error:" "$tmp/out"; }
+
+check help 0 "Commands:" -- "$bin" --help
+cp "$tmp/out" "$tmp/help"
+for c in info bench; do
+  grep -q "^  $c " "$tmp/help" || { echo "FAIL: --help does not list $c"; fail=1; }
+  check "$c --help" 0 "Usage: unlearn $c" -- "$bin" "$c" --help
+done
+check version 0 "LibTorch" -- "$bin" --version
+check "no command" 1 "no command given" -- "$bin"
+check "unknown command" 1 "unknown command 'frobnicate'" -- $mpi "$bin" frobnicate
+[ "$(count_errors)" -eq 1 ] || { echo "FAIL: expected one error line from 2 ranks"; cat "$tmp/out"; fail=1; }
+check "tp does not divide" 1 "--tp 3 does not divide the world size 2" -- $mpi "$bin" info --tp 3
+[ "$(count_errors)" -eq 1 ] || { echo "FAIL: expected one error line from 2 ranks"; cat "$tmp/out"; fail=1; }
+check "unknown option" 1 "unrecognised option|unrecognized option" -- $mpi "$bin" info --bogus
+check "missing config" 1 "cannot open config file '/nonexistent.ini'" -- $mpi "$bin" info --config /nonexistent.ini
+check "bad size" 1 "--max-bytes: unknown size suffix" -- $mpi "$bin" bench comm --max-bytes 4X
+check "bad log level" 1 "unknown log level 'loud'" -- "$bin" info --log-level loud
+
+printf 'tp = 2\nfrobnicate = 1\n' >"$tmp/bad.ini"
+check "config file with unknown key" 1 "frobnicate" -- "$bin" info --config "$tmp/bad.ini"
+printf 'tp = 2\nthreads = 1\n' >"$tmp/good.ini"
+check "config file read" 0 "tp += 2" -- $mpi "$bin" info --config "$tmp/good.ini"
+check "command line overrides config" 0 "tp += 1" -- $mpi "$bin" info --config "$tmp/good.ini" --tp 1
+check "info placement table" 0 "rank +tp_rank +dp_rank" -- $mpi "$bin" info --tp 2
+check "metrics file" 0 "grid: world 2" -- $mpi "$bin" info --metrics "$tmp/m.jsonl"
+grep -q '"event": "start"' "$tmp/m.jsonl" && grep -q '"config": {' "$tmp/m.jsonl" && grep -q '"event": "end"' "$tmp/m.jsonl" \
+  || { echo "FAIL: metrics file lacks start/config/end records"; cat "$tmp/m.jsonl"; fail=1; }
+check "bench comm small" 0 "ratio raw/ours" -- $mpi "$bin" bench comm --min-bytes 4K --max-bytes 16K --reps 3 --warmup 1
+exit $fail

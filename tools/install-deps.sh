@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Installs every Debian package unlearn and its tests need; skips what is present, names what fails.
+# Idempotent. Run as root (or with sudo available). Used by tools/demo.sh and tools/test.sh.
+set -euo pipefail
+
+packages=(
+  # build
+  cmake ninja-build ccache g++ pkg-config git ca-certificates
+  clang-14 libclang-rt-14-dev
+  # libraries
+  libtorch-dev libopenblas0-openmp
+  libopenmpi-dev openmpi-bin
+  libhdf5-openmpi-dev hdf5-tools
+  libboost-program-options-dev libboost-math-dev
+  libgtest-dev
+  # oracles and charts
+  python3 python3-torch python3-h5py python3-numpy python3-scipy python3-matplotlib
+  # cluster
+  slurm-wlm slurmctld slurmd slurm-client munge
+  # node (npm added below only when missing)
+  nodejs
+)
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "install-deps: not root and no sudo" >&2; exit 1; }
+  SUDO=sudo
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# The machine's Node.js (nodesource) ships npm and conflicts with Debian's npm package.
+command -v npm >/dev/null || missing+=(npm)
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+echo "install-deps: installing ${#missing[@]} packages: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+# Daemons (slurm, munge) must not start at install time; tests start private instances.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+  $SUDO chmod +x /usr/sbin/policy-rc.d
+  trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+$SUDO apt-get update -qq || echo "install-deps: apt-get update failed; trying the cached lists" >&2
+if ! $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"; then
+  # Find the culprit one by one so the message names it.
+  for p in "${missing[@]}"; do
+    $SUDO apt-get install -y -qq --no-install-recommends "$p" >/dev/null 2>&1 \
+      || { echo "install-deps: FAILED to install Debian package '$p'" >&2; exit 1; }
+  done
+fi
+echo "install-deps: done"
