@@ -1,0 +1,57 @@
+// The curvature API the solver uses: loss, gradient, exact Hessian-vector product (Pearlmutter double backward)
+// and Gauss-Newton-vector product (double-backward R-op), on ShardedVectors over a parameter subset, summed over
+// data-parallel replicas and divided once by the global target-token count (design sections 3.0, 3.1). model layer.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "unlearn/comm/sharded_vector.h"
+#include "unlearn/model/transformer.h"
+
+namespace unlearn {
+
+enum class GraphMode {
+  kReuse,      // keep the first backward's graph (and Jᵀu) across products: fast, more memory
+  kRecompute,  // rebuild forward and first backward for every product: slow, forward-sized memory
+};
+
+class Curvature {
+ public:
+  /// `dp` sums over data-parallel replicas (size 1 without DP). `subset`: parameter indices (model.select()).
+  Curvature(const TransformerModel& model, Communicator& dp, std::vector<std::size_t> subset,
+            GraphMode mode = GraphMode::kReuse);
+  ~Curvature();
+
+  /// Forward and first backward on this rank's micro-batches. N, the global target count, is one DP all-reduce.
+  /// Throws Error when there are no target tokens anywhere (empty set).
+  void prepare(std::vector<Batch> batches);
+
+  double loss() const { return loss_; }                  // global token-mean loss
+  std::int64_t num_targets() const { return n_global_; }  // N
+  const ShardedVector& gradient() const { return gradient_; }
+  ShardedVector hvp(const ShardedVector& v);  // H v, H the exact Hessian of the token-mean loss
+  ShardedVector gvp(const ShardedVector& v);  // G v = Jᵀ H_out J v
+  const std::vector<std::size_t>& subset() const { return subset_; }
+  /// Number of products computed since prepare(); for reports and benchmarks.
+  int products() const { return products_; }
+
+ private:
+  struct MicroBatch;
+  MicroBatch& graph(std::size_t i, bool need_jtu);
+  void release(std::size_t i);
+  ShardedVector reduce_over_dp(std::vector<at::Tensor> local);
+
+  const TransformerModel& model_;
+  Communicator& dp_;
+  std::vector<std::size_t> subset_;
+  GraphMode mode_;
+  std::vector<Batch> batches_;
+  std::vector<std::unique_ptr<MicroBatch>> graphs_;
+  std::int64_t n_global_ = 0;
+  double loss_ = 0.0;
+  ShardedVector gradient_;
+  int products_ = 0;
+};
+
+}  // namespace unlearn

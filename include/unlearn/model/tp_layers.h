@@ -1,0 +1,46 @@
+// Building blocks of the TP transformer: vocab-parallel embedding and cross-entropy (twice differentiable),
+// the document mask, rotary embeddings (Hugging Face rotate_half), RMSNorm and plain-math attention. model layer.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <utility>
+
+#include "unlearn/comm/communicator.h"
+#include "unlearn/model/config.h"
+
+namespace unlearn {
+
+/// Rows of `weight_shard` ([V_local, d], vocabulary rows `vocab`) for the ids in `tokens`, summed over the TP group:
+/// each id is found on exactly one rank, the others contribute zeros.
+at::Tensor vocab_parallel_embedding(const at::Tensor& tokens, const at::Tensor& weight_shard, Range vocab,
+                                    Communicator& tp);
+
+/// Sum over rows of -log softmax(logits)[target] with logits split by vocabulary across the TP group.
+/// The row maximum is all-reduced on detached values (a constant shift); the sum of exponentials and the target
+/// logit go through reduce_from_tp, so the result stays differentiable twice. Identical on every TP rank.
+at::Tensor vocab_parallel_cross_entropy_sum(const at::Tensor& logits_shard, const at::Tensor& targets, Range vocab,
+                                            Communicator& tp);
+
+/// The softmax cross-entropy Hessian in logit space applied to `r` (both [n, V_local] shards):
+/// (diag(p) - p pᵀ) r per row, with p the full-vocabulary softmax. Not differentiable (values only).
+at::Tensor softmax_hessian_apply(const at::Tensor& logits_shard, const at::Tensor& r, Communicator& tp);
+
+/// [B, 1, T, T] bool: key s visible from query t iff s <= t and both belong to the same document.
+at::Tensor attention_mask(const at::Tensor& segments);
+
+/// cos and sin tables [B, 1, T, head_dim] for positions [B, T]: angles pos * theta^(-2j/hd), repeated twice
+/// (Hugging Face layout, paired with rotate_half).
+std::pair<at::Tensor, at::Tensor> rotary_tables(const at::Tensor& positions, std::int64_t head_dim, double theta,
+                                                at::ScalarType dtype);
+/// x * cos + rotate_half(x) * sin, rotate_half(x) = cat(-x2, x1) over the halves of the last dimension.
+at::Tensor apply_rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
+
+/// x * rsqrt(mean(x^2) + eps) * weight over the last dimension.
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
+
+/// Softmax attention by plain matrix products (fused kernels have no double backward). q: [B, H, T, hd];
+/// k, v: [B, KV, T, hd] with H a multiple of KV (query head h uses KV head h / (H / KV)). Returns [B, T, H * hd].
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& allowed);
+
+}  // namespace unlearn

@@ -1,0 +1,157 @@
+// ModelConfig validation, (de)serialisation and the shard arithmetic.
+#include "unlearn/model/config.h"
+
+#include <sstream>
+
+#include "unlearn/util/error.h"
+
+namespace unlearn {
+
+std::string to_string(Family f) { return f == Family::kGpt2 ? "gpt2" : "llama"; }
+
+Family parse_family(const std::string& name) {
+  if (name == "gpt2") return Family::kGpt2;
+  if (name == "llama") return Family::kLlama;
+  UNLEARN_THROW(ConfigError, "unknown model family '" << name << "' (expected gpt2 or llama)");
+}
+
+at::ScalarType parse_dtype_name(const std::string& name) {
+  if (name == "float32") return at::kFloat;
+  if (name == "float64") return at::kDouble;
+  UNLEARN_THROW(ConfigError, "unsupported model dtype '" << name << "' (expected float32 or float64)");
+}
+
+std::string dtype_name(at::ScalarType t) {
+  if (t == at::kFloat) return "float32";
+  if (t == at::kDouble) return "float64";
+  UNLEARN_THROW(ConfigError, "unsupported model dtype " << t);
+}
+
+Range split_range(std::int64_t n, int parts, int index) {
+  UNLEARN_CHECK(parts > 0 && index >= 0 && index < parts, "split_range: bad part " << index << " of " << parts);
+  const std::int64_t base = n / parts, extra = n % parts;
+  Range r;
+  r.size = base + (index < extra ? 1 : 0);
+  r.start = index * base + std::min<std::int64_t>(index, extra);
+  return r;
+}
+
+void ModelConfig::validate(int tp) const {
+  auto positive = [](const char* what, std::int64_t v) {
+    if (v <= 0) UNLEARN_THROW(ConfigError, "model config: " << what << " must be positive, got " << v);
+  };
+  positive("vocab_size", vocab_size);
+  positive("d_model", d_model);
+  positive("n_layers", n_layers);
+  positive("n_heads", n_heads);
+  positive("n_kv_heads", n_kv_heads);
+  positive("d_ff", d_ff);
+  positive("max_positions", max_positions);
+  if (d_model % n_heads != 0)
+    UNLEARN_THROW(ConfigError, "model config: d_model " << d_model << " is not a multiple of n_heads " << n_heads);
+  if (family == Family::kGpt2 && n_kv_heads != n_heads)
+    UNLEARN_THROW(ConfigError, "model config: GPT-2 has no grouped-query attention (n_kv_heads " << n_kv_heads
+                                                                                           << " != n_heads " << n_heads
+                                                                                           << ")");
+  if (n_heads % n_kv_heads != 0)
+    UNLEARN_THROW(ConfigError, "model config: n_heads " << n_heads << " is not a multiple of n_kv_heads " << n_kv_heads);
+  if (family == Family::kLlama && head_dim() % 2 != 0)
+    UNLEARN_THROW(ConfigError, "model config: rotary embeddings need an even head_dim, got " << head_dim());
+  if (!(norm_eps > 0)) UNLEARN_THROW(ConfigError, "model config: norm_eps must be positive");
+  if (!(rope_theta > 0)) UNLEARN_THROW(ConfigError, "model config: rope_theta must be positive");
+  if (tp < 1) UNLEARN_THROW(ConfigError, "--tp must be at least 1");
+  if (n_heads % tp != 0)
+    UNLEARN_THROW(ConfigError, "--tp " << tp << " does not divide the " << n_heads
+                                       << " attention heads: pick a TP size that divides n_heads");
+  if (n_kv_heads % tp != 0 && tp % n_kv_heads != 0)
+    UNLEARN_THROW(ConfigError, "--tp " << tp << " and n_kv_heads " << n_kv_heads
+                                       << " are incompatible: KV heads are split when TP divides their count and "
+                                          "replicated when their count divides TP");
+  if (vocab_size < tp) UNLEARN_THROW(ConfigError, "--tp " << tp << " exceeds the vocabulary size " << vocab_size);
+  if (d_ff < tp) UNLEARN_THROW(ConfigError, "--tp " << tp << " exceeds d_ff " << d_ff);
+  if (device != "cpu" && device.rfind("cuda", 0) != 0)
+    UNLEARN_THROW(ConfigError, "model config: unknown device '" << device << "' (cpu or cuda[:N])");
+}
+
+std::map<std::string, std::string> ModelConfig::to_map() const {
+  auto num = [](double v) {
+    std::ostringstream os;
+    os.precision(17);
+    os << v;
+    return os.str();
+  };
+  return {{"family", to_string(family)},
+          {"vocab_size", std::to_string(vocab_size)},
+          {"d_model", std::to_string(d_model)},
+          {"n_layers", std::to_string(n_layers)},
+          {"n_heads", std::to_string(n_heads)},
+          {"n_kv_heads", std::to_string(n_kv_heads)},
+          {"d_ff", std::to_string(d_ff)},
+          {"max_positions", std::to_string(max_positions)},
+          {"norm_eps", num(norm_eps)},
+          {"rope_theta", num(rope_theta)},
+          {"dtype", dtype_name(dtype)},
+          {"device", device}};
+}
+
+ModelConfig ModelConfig::from_map(const std::map<std::string, std::string>& kv) {
+  ModelConfig c;
+  auto get = [&](const char* key) -> const std::string* {
+    auto it = kv.find(key);
+    return it == kv.end() ? nullptr : &it->second;
+  };
+  auto to_int = [](const char* key, const std::string& s) {
+    std::size_t used = 0;
+    long long v = 0;
+    try {
+      v = std::stoll(s, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != s.size() || s.empty())
+      UNLEARN_THROW(ConfigError, "model config: " << key << " = '" << s << "' is not an integer");
+    return static_cast<std::int64_t>(v);
+  };
+  auto to_double = [](const char* key, const std::string& s) {
+    std::size_t used = 0;
+    double v = 0;
+    try {
+      v = std::stod(s, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != s.size() || s.empty())
+      UNLEARN_THROW(ConfigError, "model config: " << key << " = '" << s << "' is not a number");
+    return v;
+  };
+  if (auto v = get("family")) c.family = parse_family(*v);
+  if (c.family == Family::kLlama) c.norm_eps = 1e-6;
+  for (auto [key, field] : {std::pair{"vocab_size", &c.vocab_size}, {"d_model", &c.d_model},
+                            {"n_layers", &c.n_layers}, {"n_heads", &c.n_heads}, {"d_ff", &c.d_ff},
+                            {"max_positions", &c.max_positions}})
+    if (auto v = get(key)) *field = to_int(key, *v);
+  c.n_kv_heads = c.n_heads;
+  if (auto v = get("n_kv_heads")) c.n_kv_heads = to_int("n_kv_heads", *v);
+  if (auto v = get("norm_eps")) c.norm_eps = to_double("norm_eps", *v);
+  if (auto v = get("rope_theta")) c.rope_theta = to_double("rope_theta", *v);
+  if (auto v = get("dtype")) c.dtype = parse_dtype_name(*v);
+  if (auto v = get("device")) c.device = *v;
+  static const char* kKnown[] = {"family", "vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "d_ff",
+                                 "max_positions", "norm_eps", "rope_theta", "dtype", "device"};
+  for (const auto& [key, value] : kv) {
+    bool known = false;
+    for (const char* k : kKnown) known = known || key == k;
+    if (!known) UNLEARN_THROW(ConfigError, "model config: unknown key '" << key << "'");
+  }
+  return c;
+}
+
+std::string ModelConfig::describe() const {
+  std::ostringstream os;
+  os << to_string(family) << " d_model " << d_model << ", " << n_layers << " layers, " << n_heads << " heads";
+  if (n_kv_heads != n_heads) os << " (" << n_kv_heads << " KV)";
+  os << ", d_ff " << d_ff << ", vocab " << vocab_size << ", " << dtype_name(dtype) << " on " << device;
+  return os.str();
+}
+
+}  // namespace unlearn

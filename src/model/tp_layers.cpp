@@ -1,0 +1,98 @@
+// TP building blocks (see tp_layers.h).
+#include "unlearn/model/tp_layers.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <limits>
+
+#include "unlearn/model/tp_mappings.h"
+
+namespace unlearn {
+
+at::Tensor vocab_parallel_embedding(const at::Tensor& tokens, const at::Tensor& weight_shard, Range vocab,
+                                    Communicator& tp) {
+  const at::Tensor flat = tokens.reshape(-1);
+  const at::Tensor mine = flat.ge(vocab.start).logical_and(flat.lt(vocab.end()));
+  const at::Tensor local = (flat - vocab.start).masked_fill(mine.logical_not(), 0);
+  at::Tensor rows = weight_shard.index_select(0, local) * mine.unsqueeze(1).to(weight_shard.scalar_type());
+  std::vector<std::int64_t> shape(tokens.sizes().begin(), tokens.sizes().end());
+  shape.push_back(weight_shard.size(1));
+  return reduce_from_tp(rows, tp).view(shape);
+}
+
+namespace {
+// Row maximum over the whole vocabulary, on detached values.
+at::Tensor global_row_max(const at::Tensor& logits_shard, Communicator& tp) {
+  at::Tensor mx = std::get<0>(logits_shard.detach().max(1, true)).contiguous();
+  tp.all_reduce(mx, ReduceOp::kMax);
+  return mx;
+}
+}  // namespace
+
+at::Tensor vocab_parallel_cross_entropy_sum(const at::Tensor& logits_shard, const at::Tensor& targets, Range vocab,
+                                            Communicator& tp) {
+  if (logits_shard.size(0) == 0) return (logits_shard * 0).sum();  // keeps the graph and dtype
+  const at::Tensor shifted = logits_shard - global_row_max(logits_shard, tp);
+  const at::Tensor sum_exp = reduce_from_tp(shifted.exp().sum(1), tp);
+  const at::Tensor mine = targets.ge(vocab.start).logical_and(targets.lt(vocab.end()));
+  const at::Tensor local = (targets - vocab.start).masked_fill(mine.logical_not(), 0);
+  const at::Tensor picked = shifted.gather(1, local.unsqueeze(1)).squeeze(1) * mine.to(shifted.scalar_type());
+  const at::Tensor target_logit = reduce_from_tp(picked, tp);  // shifted logit of the target, from its owner
+  return (sum_exp.log() - target_logit).sum();
+}
+
+at::Tensor softmax_hessian_apply(const at::Tensor& logits_shard, const at::Tensor& r, Communicator& tp) {
+  const at::Tensor z = logits_shard.detach();
+  at::Tensor e = (z - global_row_max(z, tp)).exp();
+  at::Tensor denom = e.sum(1, true).contiguous();
+  tp.all_reduce(denom, ReduceOp::kSum);
+  const at::Tensor p = e / denom;
+  at::Tensor pr = (p * r).sum(1, true).contiguous();  // p·r over the whole vocabulary
+  tp.all_reduce(pr, ReduceOp::kSum);
+  return p * r - p * pr;
+}
+
+at::Tensor attention_mask(const at::Tensor& segments) {
+  const std::int64_t T = segments.size(1);
+  const at::Tensor causal = at::ones({T, T}, segments.options().dtype(at::kBool)).tril();
+  const at::Tensor same_doc = segments.unsqueeze(2).eq(segments.unsqueeze(1));  // [B, T(query), T(key)]
+  return same_doc.logical_and(causal).unsqueeze(1);
+}
+
+std::pair<at::Tensor, at::Tensor> rotary_tables(const at::Tensor& positions, std::int64_t head_dim, double theta,
+                                                at::ScalarType dtype) {
+  const auto opts = at::TensorOptions().dtype(dtype).device(positions.device());
+  const at::Tensor j = at::arange(0, head_dim, 2, opts);
+  const at::Tensor inv_freq = at::pow(theta, -j / static_cast<double>(head_dim));
+  const at::Tensor angles = positions.to(dtype).unsqueeze(-1) * inv_freq;  // [B, T, hd/2]
+  const at::Tensor emb = at::cat({angles, angles}, -1).unsqueeze(1);       // [B, 1, T, hd]
+  return {emb.cos(), emb.sin()};
+}
+
+at::Tensor apply_rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  const std::int64_t half = x.size(-1) / 2;
+  const at::Tensor rotated = at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+  return x * cos + rotated * sin;
+}
+
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  return x * at::rsqrt(x.pow(2).mean(-1, true) + eps) * weight;
+}
+
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& allowed) {
+  const std::int64_t B = q.size(0), H = q.size(1), T = q.size(2), hd = q.size(3), KV = k.size(1);
+  at::Tensor kk = k, vv = v;
+  if (KV != H) {  // each KV head serves H / KV consecutive query heads
+    const std::int64_t rep = H / KV;
+    kk = k.unsqueeze(2).expand({B, KV, rep, T, hd}).reshape({B, H, T, hd});
+    vv = v.unsqueeze(2).expand({B, KV, rep, T, hd}).reshape({B, H, T, hd});
+  }
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  at::Tensor scores = at::matmul(q, kk.transpose(-2, -1)) * scale;
+  scores = scores.masked_fill(allowed.logical_not(), -std::numeric_limits<double>::infinity());
+  const at::Tensor probs = at::softmax(scores, -1);
+  return at::matmul(probs, vv).transpose(1, 2).reshape({B, T, H * hd});
+}
+
+}  // namespace unlearn
