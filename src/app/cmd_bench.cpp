@@ -1,6 +1,7 @@
 // `unlearn bench comm`: all-reduce through the Communicator against a raw MPI_Allreduce loop on the same
 // MPI communicator, sizes doubling from --min-bytes to --max-bytes. Ratios only: both sides run in the same process,
 // interleaved, so machine noise hits them alike. Results are printed and recorded, never asserted.
+// Also the `unlearn bench` command, which dispatches to the comm and model benchmarks.
 #include <ATen/ATen.h>
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "unlearn/app/bench.h"
 #include "unlearn/app/subcommands.h"
 #include "unlearn/comm/mpi_communicator.h"
 #include "unlearn/parse/units.h"
@@ -37,112 +39,162 @@ at::ScalarType parse_dtype(const std::string& name) {
   UNLEARN_THROW(ConfigError, "--dtype must be float32 or float64, got '" << name << "'");
 }
 
+}  // namespace
+
+void write_bench_output(const AppContext& ctx, const std::string& path, const std::string& text) {
+  if (path.empty() || ctx.grid.world_rank() != 0) return;
+  std::ofstream out(path);
+  out << text;
+  if (!out) UNLEARN_THROW(IoError, "cannot write benchmark table to '" << path << "'");
+}
+
+int run_comm_benchmark(AppContext& ctx, const CommBenchOptions& opt) {
+  Communicator& comm = ctx.grid.world();
+  MPI_Comm raw = native_mpi_comm(comm);
+  const at::ScalarType dtype = parse_dtype(opt.dtype);
+  const MPI_Datatype mpi_type = to_mpi_type(dtype, true);
+  const std::uint64_t elem = static_cast<std::uint64_t>(at::elementSize(dtype));
+  const int n = comm.size();
+
+  std::ostringstream table;
+  table << "| size | Communicator median (us) | IQR (us) | raw MPI median (us) | IQR (us) | ratio raw/ours | bus bw (GB/s) |\n"
+        << "|---:|---:|---:|---:|---:|---:|---:|\n";
+  log_info0("bench comm: " + std::to_string(n) + " ranks, " + opt.dtype + ", " + std::to_string(opt.reps) +
+            " reps per size and side, interleaved");
+  for (std::uint64_t bytes = opt.min_bytes; bytes <= opt.max_bytes;
+       bytes *= 2) {
+    const auto count = static_cast<std::int64_t>(bytes / elem);
+    // Zeros: the sum stays finite however many times it is reduced in place.
+    at::Tensor t = at::zeros({count}, at::TensorOptions().dtype(dtype));
+    auto ours = [&] { comm.all_reduce(t, ReduceOp::kSum); };
+    auto theirs = [&] {
+      UNLEARN_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, t.data_ptr(), static_cast<int>(count), mpi_type, MPI_SUM, raw));
+    };
+    for (int i = 0; i < opt.warmup; ++i) {
+      ours();
+      theirs();
+    }
+    std::vector<double> t_ours, t_raw;
+    for (int i = 0; i < opt.reps; ++i) {
+      // Alternate which side goes first so neither always inherits the other's cache state.
+      for (int side = 0; side < 2; ++side) {
+        const bool mine = (side == 0) == (i % 2 == 0);
+        UNLEARN_CHECK_MPI(MPI_Barrier(raw));
+        const double t0 = MPI_Wtime();
+        if (mine) {
+          ours();
+        } else {
+          theirs();
+        }
+        double dt = MPI_Wtime() - t0;
+        // The slowest rank defines the collective's time.
+        UNLEARN_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, raw));
+        (mine ? t_ours : t_raw).push_back(dt);
+      }
+    }
+    const Stats a = stats_of(t_ours), b = stats_of(t_raw);
+    const double ratio = b.median / a.median;
+    const double busbw = n > 1 ? 2.0 * (n - 1) / n * static_cast<double>(bytes) / a.median / 1e9 : 0.0;
+    char row[256];
+    std::snprintf(row, sizeof(row), "| %s | %.1f | %.1f | %.1f | %.1f | %.3f | %.2f |\n", format_bytes(bytes).c_str(),
+                  a.median * 1e6, (a.p75 - a.p25) * 1e6, b.median * 1e6, (b.p75 - b.p25) * 1e6, ratio, busbw);
+    table << row;
+    log_info0(std::string("  ") + format_bytes(bytes) + ": ratio " + std::to_string(ratio));
+    ctx.metrics.write(JsonObject()
+                          .add("event", "bench_comm")
+                          .add("bytes", static_cast<std::int64_t>(bytes))
+                          .add("ranks", n)
+                          .add("ours_median_s", a.median)
+                          .add("ours_iqr_s", a.p75 - a.p25)
+                          .add("raw_median_s", b.median)
+                          .add("raw_iqr_s", b.p75 - b.p25)
+                          .add("ratio_raw_over_ours", ratio));
+    if (bytes > std::numeric_limits<std::uint64_t>::max() / 2) break;
+  }
+  log_info0(table.str());
+  write_bench_output(ctx, opt.output, table.str());
+  return 0;
+}
+
+namespace {
+
 class BenchCommand final : public Subcommand {
  public:
   std::string_view name() const override { return "bench"; }
   std::string_view summary() const override {
-    return "benchmarks that print measured ratios (comm: Communicator all-reduce vs raw MPI_Allreduce)";
+    return "benchmarks that print measured ratios: comm (Communicator vs raw MPI), model (gradient, H·v, G·v)";
   }
-  std::string_view usage() const override { return "comm"; }
+  std::string_view usage() const override { return "comm|model"; }
 
   void add_options(po::options_description& desc, po::positional_options_description& pos) override {
     desc.add_options()
-        ("what", po::value<std::string>(&what_)->default_value("comm"), "benchmark to run: comm")
-        ("min-bytes", po::value<std::string>(&min_bytes_)->default_value("4K"), "smallest message (K, M, G suffixes)")
-        ("max-bytes", po::value<std::string>(&max_bytes_)->default_value("256M"), "largest message; sizes double")
-        ("reps", po::value<int>(&reps_)->default_value(50), "timed repetitions per size and side (median reported)")
-        ("warmup", po::value<int>(&warmup_)->default_value(5), "untimed repetitions per size and side")
+        ("what", po::value<std::string>(&what_)->default_value("comm"), "benchmark to run: comm | model")
+        ("min-bytes", po::value<std::string>(&min_bytes_)->default_value("4K"), "comm: smallest message (K, M, G)")
+        ("max-bytes", po::value<std::string>(&max_bytes_)->default_value("256M"), "comm: largest message; sizes double")
+        ("reps", po::value<int>(&reps_), "timed repetitions per measurement (default comm 50, model 3; median reported)")
+        ("warmup", po::value<int>(&comm_.warmup)->default_value(5), "comm: untimed repetitions per size and side")
         ("dtype", po::value<std::string>(&dtype_)->default_value("float32"), "float32 | float64")
+        ("sizes", po::value<std::string>(&sizes_)->default_value("tiny,5m,30m"),
+         "model: comma-separated GPT-2 presets: tiny (0.1M), 5m (4.8M), 30m (28.6M); run at 2 ranks with --tp 2 "
+         "to add the TP = 2 vs TP = 1 scaling table")
         ("output", po::value<std::string>(&output_), "also write the markdown table to this file (rank 0)");
     pos.add("what", 1);
   }
 
-  void validate(const po::variables_map&, const CommonOptions&, int) const override {
-    if (what_ != "comm") UNLEARN_THROW(ConfigError, "unknown benchmark '" << what_ << "' (available: comm)");
-    const auto lo = parse_byte_size(min_bytes_, "--min-bytes");
-    const auto hi = parse_byte_size(max_bytes_, "--max-bytes");
-    const auto elem = static_cast<std::uint64_t>(at::elementSize(parse_dtype(dtype_)));
-    if (lo < elem || lo > hi)
-      UNLEARN_THROW(ConfigError, "--min-bytes (" << lo << ") must be at least one element and <= --max-bytes (" << hi
-                                                 << ")");
-    if (reps_ < 1 || warmup_ < 0) UNLEARN_THROW(ConfigError, "--reps must be >= 1 and --warmup >= 0");
+  void validate(const po::variables_map& vm, const CommonOptions&, int) const override {
+    if (what_ != "comm" && what_ != "model")
+      UNLEARN_THROW(ConfigError, "unknown benchmark '" << what_ << "' (available: comm, model)");
+    if (dtype_ != "float32" && dtype_ != "float64")
+      UNLEARN_THROW(ConfigError, "--dtype must be float32 or float64, got '" << dtype_ << "'");
+    if (vm.count("reps") && reps_ < 1) UNLEARN_THROW(ConfigError, "--reps must be >= 1");
+    if (comm_.warmup < 0) UNLEARN_THROW(ConfigError, "--warmup must be >= 0");
+    if (what_ == "comm") {
+      const auto lo = parse_byte_size(min_bytes_, "--min-bytes");
+      const auto hi = parse_byte_size(max_bytes_, "--max-bytes");
+      const auto elem = static_cast<std::uint64_t>(at::elementSize(parse_dtype(dtype_)));
+      if (lo < elem || lo > hi)
+        UNLEARN_THROW(ConfigError, "--min-bytes (" << lo << ") must be at least one element and <= --max-bytes ("
+                                                   << hi << ")");
+    } else {
+      for (const auto& s : split_sizes()) preset_check(s);
+    }
   }
 
   int run(AppContext& ctx) override {
-    Communicator& comm = ctx.grid.world();
-    MPI_Comm raw = native_mpi_comm(comm);
-    const at::ScalarType dtype = parse_dtype(dtype_);
-    const MPI_Datatype mpi_type = to_mpi_type(dtype, true);
-    const std::uint64_t elem = static_cast<std::uint64_t>(at::elementSize(dtype));
-    const int n = comm.size();
-
-    std::ostringstream table;
-    table << "| size | Communicator median (us) | IQR (us) | raw MPI median (us) | IQR (us) | ratio raw/ours | bus bw (GB/s) |\n"
-          << "|---:|---:|---:|---:|---:|---:|---:|\n";
-    log_info0("bench comm: " + std::to_string(n) + " ranks, " + dtype_ + ", " + std::to_string(reps_) +
-              " reps per size and side, interleaved");
-    for (std::uint64_t bytes = parse_byte_size(min_bytes_, ""); bytes <= parse_byte_size(max_bytes_, "");
-         bytes *= 2) {
-      const auto count = static_cast<std::int64_t>(bytes / elem);
-      // Zeros: the sum stays finite however many times it is reduced in place.
-      at::Tensor t = at::zeros({count}, at::TensorOptions().dtype(dtype));
-      auto ours = [&] { comm.all_reduce(t, ReduceOp::kSum); };
-      auto theirs = [&] {
-        UNLEARN_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, t.data_ptr(), static_cast<int>(count), mpi_type, MPI_SUM, raw));
-      };
-      for (int i = 0; i < warmup_; ++i) {
-        ours();
-        theirs();
-      }
-      std::vector<double> t_ours, t_raw;
-      for (int i = 0; i < reps_; ++i) {
-        // Alternate which side goes first so neither always inherits the other's cache state.
-        for (int side = 0; side < 2; ++side) {
-          const bool mine = (side == 0) == (i % 2 == 0);
-          UNLEARN_CHECK_MPI(MPI_Barrier(raw));
-          const double t0 = MPI_Wtime();
-          if (mine) {
-            ours();
-          } else {
-            theirs();
-          }
-          double dt = MPI_Wtime() - t0;
-          // The slowest rank defines the collective's time.
-          UNLEARN_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, raw));
-          (mine ? t_ours : t_raw).push_back(dt);
-        }
-      }
-      const Stats a = stats_of(t_ours), b = stats_of(t_raw);
-      const double ratio = b.median / a.median;
-      const double busbw = n > 1 ? 2.0 * (n - 1) / n * static_cast<double>(bytes) / a.median / 1e9 : 0.0;
-      char row[256];
-      std::snprintf(row, sizeof(row), "| %s | %.1f | %.1f | %.1f | %.1f | %.3f | %.2f |\n", format_bytes(bytes).c_str(),
-                    a.median * 1e6, (a.p75 - a.p25) * 1e6, b.median * 1e6, (b.p75 - b.p25) * 1e6, ratio, busbw);
-      table << row;
-      log_info0(std::string("  ") + format_bytes(bytes) + ": ratio " + std::to_string(ratio));
-      ctx.metrics.write(JsonObject()
-                            .add("event", "bench_comm")
-                            .add("bytes", static_cast<std::int64_t>(bytes))
-                            .add("ranks", n)
-                            .add("ours_median_s", a.median)
-                            .add("ours_iqr_s", a.p75 - a.p25)
-                            .add("raw_median_s", b.median)
-                            .add("raw_iqr_s", b.p75 - b.p25)
-                            .add("ratio_raw_over_ours", ratio));
-      if (bytes > std::numeric_limits<std::uint64_t>::max() / 2) break;
+    const bool reps_given = ctx.options.count("reps") && !ctx.options["reps"].defaulted();
+    if (what_ == "comm") {
+      CommBenchOptions o = comm_;
+      o.min_bytes = parse_byte_size(min_bytes_, "--min-bytes");
+      o.max_bytes = parse_byte_size(max_bytes_, "--max-bytes");
+      if (reps_given) o.reps = reps_;
+      o.dtype = dtype_;
+      o.output = output_;
+      return run_comm_benchmark(ctx, o);
     }
-    log_info0(table.str());
-    if (!output_.empty() && ctx.grid.world_rank() == 0) {
-      std::ofstream out(output_);
-      out << table.str();
-      if (!out) UNLEARN_THROW(IoError, "cannot write benchmark table to '" << output_ << "'");
-    }
-    return 0;
+    ModelBenchOptions o;
+    o.sizes = split_sizes();
+    if (reps_given) o.reps = reps_;
+    o.dtype = dtype_;
+    o.output = output_;
+    return run_model_benchmark(ctx, o);
   }
 
  private:
-  std::string what_, min_bytes_, max_bytes_, dtype_, output_;
-  int reps_ = 50, warmup_ = 5;
+  std::vector<std::string> split_sizes() const {
+    std::vector<std::string> out;
+    std::string item;
+    std::istringstream in(sizes_);
+    while (std::getline(in, item, ',')) out.push_back(item);
+    return out;
+  }
+  static void preset_check(const std::string& s) {
+    if (s != "tiny" && s != "5m" && s != "30m")
+      UNLEARN_THROW(ConfigError, "--sizes: unknown model size '" << s << "' (tiny, 5m, 30m)");
+  }
+
+  std::string what_, min_bytes_, max_bytes_, dtype_, output_, sizes_;
+  int reps_ = 0;
+  CommBenchOptions comm_;
 };
 
 }  // namespace

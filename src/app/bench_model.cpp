@@ -1,0 +1,214 @@
+// `unlearn bench model`: time of forward+backward, one exact H·v and one G·v for preset GPT-2 sizes; FLOP rates
+// against the matrix-product rate measured in the same run; H·v / gradient; TP = 2 against TP = 1 as a fraction of
+// the machine's own 2-rank matrix-product speed-up measured in the same run; peak memory per rank.
+// Ratios only: every comparison is measured in this one run.
+#include <ATen/ATen.h>
+#include <mpi.h>
+#include <sys/resource.h>
+#include <torch/csrc/autograd/autograd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <sstream>
+
+#include "unlearn/app/bench.h"
+#include "unlearn/model/curvature.h"
+#include "unlearn/util/error.h"
+
+namespace unlearn {
+namespace {
+
+double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+double peak_rss_mib() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_maxrss) / 1024.0;
+}
+
+struct Preset {
+  const char* name;
+  ModelConfig cfg;
+  std::int64_t batch, seq;
+};
+
+Preset preset(const std::string& name, at::ScalarType dtype) {
+  ModelConfig c;
+  c.family = Family::kGpt2;
+  c.vocab_size = 256;
+  c.dtype = dtype;
+  std::int64_t batch = 8, seq = 128;
+  if (name == "tiny") {
+    c.d_model = 64, c.n_layers = 2, c.n_heads = 4, batch = 4, seq = 64;
+  } else if (name == "5m") {
+    c.d_model = 256, c.n_layers = 6, c.n_heads = 8;
+  } else if (name == "30m") {
+    c.d_model = 512, c.n_layers = 9, c.n_heads = 8;
+  } else {
+    UNLEARN_THROW(ConfigError, "unknown model size '" << name << "' (tiny, 5m, 30m)");
+  }
+  c.n_kv_heads = c.n_heads;
+  c.d_ff = 4 * c.d_model;
+  c.max_positions = seq;
+  return {name == "tiny" ? "tiny" : name == "5m" ? "5m" : "30m", c, batch, seq};
+}
+
+/// One document per row, every position but the last a target.
+Batch bench_batch(const Preset& p) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(1234);
+  Batch b;
+  b.tokens = at::randint(p.cfg.vocab_size, {p.batch, p.seq}, gen, at::TensorOptions().dtype(at::kLong));
+  b.targets = at::full({p.batch, p.seq}, -1, at::kLong);
+  b.targets.narrow(1, 0, p.seq - 1).copy_(b.tokens.narrow(1, 1, p.seq - 1));
+  b.segments = at::zeros({p.batch, p.seq}, at::kLong);
+  b.positions = at::arange(p.seq, at::kLong).expand({p.batch, p.seq}).contiguous();
+  return b;
+}
+
+/// Matrix-product FLOPs of one forward pass (attention included, target rows only through the head).
+double forward_flops(const Preset& p) {
+  const double tokens = static_cast<double>(p.batch * p.seq), d = static_cast<double>(p.cfg.d_model);
+  const double L = static_cast<double>(p.cfg.n_layers), ff = static_cast<double>(p.cfg.d_ff);
+  const double per_token = L * (2 * (4 * d * d) + 2 * (2 * d * ff)) + 2 * d * static_cast<double>(p.cfg.vocab_size);
+  const double attention = L * 2 * 2 * static_cast<double>(p.batch) * static_cast<double>(p.seq * p.seq) * d;
+  return tokens * per_token + attention;
+}
+
+struct Timings {
+  double grad = 0, hvp = 0, gvp = 0, setup = 0;
+};
+
+/// Medians over `reps` of: forward + backward; one H·v on a reused graph; one G·v on a reused Jᵀu.
+Timings time_products(const Preset& p, Communicator& tp, Communicator& dp, int reps) {
+  TransformerModel model(p.cfg, tp);
+  model.init_random(1);
+  const Batch batch = bench_batch(p);
+  const auto all = model.select("");
+  std::vector<at::Tensor> params;
+  for (std::size_t i : all) params.push_back(model.parameters()[i].value);
+  std::vector<double> tg, th, tgv, ts;
+  Curvature curv(model, dp, all);
+  ShardedVector v = model.values(all);
+  for (int r = 0; r < reps + 1; ++r) {  // the first repetition warms up allocators and is dropped
+    tp.barrier();
+    double t0 = now();
+    const ForwardResult f = model.forward(batch);
+    auto g = torch::autograd::grad({f.loss_sum / static_cast<double>(batch.num_targets())}, params);
+    tp.barrier();
+    const double t_grad = now() - t0;
+    t0 = now();
+    curv.prepare({batch});
+    tp.barrier();
+    const double t_setup = now() - t0;
+    t0 = now();
+    curv.hvp(v);
+    tp.barrier();
+    const double t_hvp = now() - t0;
+    curv.gvp(v);  // builds Jᵀu (paid once per step), then time a second product on it
+    t0 = now();
+    curv.gvp(v);
+    tp.barrier();
+    const double t_gvp = now() - t0;
+    if (r > 0) {
+      tg.push_back(t_grad), ts.push_back(t_setup), th.push_back(t_hvp), tgv.push_back(t_gvp);
+    }
+  }
+  return {median(tg), median(th), median(tgv), median(ts)};
+}
+
+/// GFLOP/s of an [m, k] x [k, n] product, median of reps.
+double matmul_gflops(std::int64_t m, std::int64_t k, std::int64_t n, at::ScalarType dtype, int reps) {
+  const at::Tensor a = at::randn({m, k}, at::TensorOptions().dtype(dtype));
+  const at::Tensor b = at::randn({k, n}, at::TensorOptions().dtype(dtype));
+  std::vector<double> t;
+  for (int r = 0; r < reps + 1; ++r) {
+    const double t0 = now();
+    at::Tensor c = at::matmul(a, b);
+    if (r > 0) t.push_back(now() - t0);
+  }
+  return 2.0 * static_cast<double>(m * k * n) / median(t) / 1e9;
+}
+
+}  // namespace
+
+int run_model_benchmark(AppContext& ctx, const ModelBenchOptions& opt) {
+  const ProcessGrid& grid = ctx.grid;
+  Communicator& world = grid.world();
+  const at::ScalarType dtype = parse_dtype_name(opt.dtype);
+  std::ostringstream table, scaling;
+  table << "| model | params | grad fwd+bwd (s) | H·v (s) | G·v (s) | graph setup (s) | H·v / grad | "
+           "grad GFLOP/s | H·v GFLOP/s | matmul GFLOP/s | peak RSS (MiB) |\n"
+        << "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+  scaling << "| model | H·v TP=1 (s) | H·v TP=2 (s) | model speed-up | matmul speed-up (2 ranks) | fraction |\n"
+          << "|---|---:|---:|---:|---:|---:|\n";
+  auto local_tp = make_local_communicator(), local_dp = make_local_communicator();
+  for (const std::string& name : opt.sizes) {
+    const Preset p = preset(name, dtype);
+    const double flops = forward_flops(p);
+    // Serial (TP = 1) on rank 0 while the others wait: the single-core baseline.
+    Timings serial;
+    double mm1 = 0;
+    if (grid.world_rank() == 0) {
+      serial = time_products(p, *local_tp, *local_dp, opt.reps);
+      mm1 = matmul_gflops(p.batch * p.seq, p.cfg.d_model, p.cfg.d_ff, dtype, 10);
+    }
+    world.barrier();
+    const double rss_serial = peak_rss_mib();
+    // The same matrix product split over 2 ranks at once: the machine's own 2-core speed-up.
+    double mm2_time_ratio = 0;
+    Timings parallel;
+    if (world.size() == 2 && grid.tp_size() == 2) {
+      world.barrier();  // both halves run at the same time
+      const double half = matmul_gflops(p.batch * p.seq, p.cfg.d_model, p.cfg.d_ff / 2, dtype, 10);
+      // t1 / t2 for equal total work: t1 = W / mm1, t2 = (W / 2) / (slowest half rate).
+      mm2_time_ratio = 2.0 * world.all_reduce_scalar(half, ReduceOp::kMin) / world.all_reduce_scalar(mm1, ReduceOp::kMax);
+      parallel = time_products(p, grid.tp(), grid.dp(), opt.reps);
+    }
+    if (grid.world_rank() == 0) {
+      std::int64_t n = 0;
+      {
+        TransformerModel m(p.cfg, *local_tp);
+        n = m.global_numel();
+      }
+      char row[512];
+      std::snprintf(row, sizeof(row), "| %s (d %lld, L %lld, B %lld x T %lld) | %.2fM | %.4f | %.4f | %.4f | %.4f | %.2f | %.1f | %.1f | %.1f | %.0f |\n",
+                    p.name, static_cast<long long>(p.cfg.d_model), static_cast<long long>(p.cfg.n_layers),
+                    static_cast<long long>(p.batch), static_cast<long long>(p.seq), n / 1e6, serial.grad, serial.hvp,
+                    serial.gvp, serial.setup, serial.hvp / serial.grad, 3 * flops / serial.grad / 1e9,
+                    4 * flops / serial.hvp / 1e9, mm1, rss_serial);
+      table << row;
+      if (parallel.hvp > 0) {
+        const double speedup = serial.hvp / parallel.hvp;
+        std::snprintf(row, sizeof(row), "| %s | %.4f | %.4f | %.2f | %.2f | %.2f |\n", p.name, serial.hvp,
+                      parallel.hvp, speedup, mm2_time_ratio, speedup / mm2_time_ratio);
+        scaling << row;
+      }
+      ctx.metrics.write(JsonObject()
+                            .add("event", "bench_model")
+                            .add("model", p.name)
+                            .add("params", n)
+                            .add("grad_s", serial.grad)
+                            .add("hvp_s", serial.hvp)
+                            .add("gvp_s", serial.gvp)
+                            .add("setup_s", serial.setup)
+                            .add("matmul_gflops", mm1)
+                            .add("hvp_tp2_s", parallel.hvp)
+                            .add("matmul_speedup_2ranks", mm2_time_ratio)
+                            .add("peak_rss_mib", rss_serial));
+      log_info0(std::string("  ") + p.name + ": H·v/grad " + std::to_string(serial.hvp / serial.grad));
+    }
+  }
+  std::string out = table.str();
+  if (world.size() == 2 && grid.tp_size() == 2) out += "\n" + scaling.str();
+  log_info0(out);
+  write_bench_output(ctx, opt.output, out);
+  return 0;
+}
+
+}  // namespace unlearn
