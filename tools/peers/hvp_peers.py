@@ -1,0 +1,202 @@
+#!/usr/bin/python3
+"""Python peers for the curvature-product benchmark (CPU, float64, same weights and batch).
+
+    /usr/bin/python3 tools/peers/hvp_peers.py FILE.h5 --threads 2 --reps 5 [--json OUT.json]
+
+FILE is an exchange file (tests/oracle/make_fixture.py writes one; /v is used as the
+direction, a seeded random one when absent).  Two peers:
+
+  naive      gradient: forward + backward.
+             H.v: torch.autograd.functional.hvp per product (forward and both backwards
+             every time).  G.v: functorch.jvp (J v) + H_out + functorch.vjp (J^T) per product.
+  optimised  one forward + g = grad(L, create_graph=True) per step, then each
+             H.v = grad(<g, v>, retain_graph=True) reuses that graph (design 3.1).
+             G.v: one forward + w(u) = J^T u built with create_graph=True per step, then each
+             product J v = grad(w, u, v) (R-op by double backward), z = H_out J v,
+             J^T z = grad(logits, z), all on retained graphs.
+             Extra G.v variant (gv_fwdjvp_s, skip with --no-fwd-variant): J v by forward
+             mode per product, J^T on the retained graph; forward mode is not available to
+             the C++ side (design 3.1) but shows the price of the double-backward R-op.
+
+Reported: median seconds of the gradient, of one H.v and one G.v per peer, and for the
+optimised peer the per-step setup (building the reusable graph), paid once per Newton step
+and amortised over the CG iterations.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "oracle"))
+import reference_models as rm  # noqa: E402
+
+
+def timed(fn):
+    t = time.perf_counter()
+    r = fn()
+    return time.perf_counter() - t, r
+
+
+class Naive:
+    def __init__(self, params, cfg, batch):
+        self.params, self.cfg, self.batch = params, cfg, batch
+
+    def grad(self):
+        return rm.gradient(self.params, self.cfg, self.batch)[1]
+
+    def hv(self, v):
+        return rm.hvp_functional(self.params, self.cfg, self.batch, v)
+
+    def gv(self, v):
+        return rm.gvp(self.params, self.cfg, self.batch, v, mode="forward")
+
+
+class Optimised:
+    def __init__(self, params, cfg, batch):
+        self.cfg, self.batch = cfg, batch
+        self.names = list(params)
+        self.p = {k: t.detach().clone().requires_grad_(True) for k, t in params.items()}
+        self.leaves = [self.p[k] for k in self.names]
+
+    def grad(self):
+        loss = rm.loss_fn(self.p, self.cfg, self.batch)
+        return dict(zip(self.names, torch.autograd.grad(loss, self.leaves)))
+
+    def setup_hv(self):
+        loss = rm.loss_fn(self.p, self.cfg, self.batch)
+        self.g = torch.autograd.grad(loss, self.leaves, create_graph=True)
+
+    def hv(self, v):
+        hv = torch.autograd.grad(self.g, self.leaves, [v[k] for k in self.names], retain_graph=True)
+        return dict(zip(self.names, hv))
+
+    def setup_gv(self):
+        self.logits = rm.logits_fn(self.p, self.cfg, self.batch)
+        self.u = torch.zeros_like(self.logits, requires_grad=True)
+        # w(u) = J^T u is linear in u; differentiating <w(u), v> w.r.t. u gives J v.
+        self.w = torch.autograd.grad(self.logits, self.leaves, self.u, create_graph=True)
+        self.lg = self.logits.detach()
+
+    def gv(self, v):
+        jv = torch.autograd.grad(self.w, self.u, [v[k] for k in self.names], retain_graph=True)[0]
+        z = rm.output_hessian_apply(self.lg, self.batch["targets"], jv)
+        gv = torch.autograd.grad(self.logits, self.leaves, z, retain_graph=True)
+        return dict(zip(self.names, gv))
+
+    def gv_fwd(self, v):
+        """Variant: J v by forward mode (a fresh forward + tangent per product), J^T by the
+        retained graph of setup_gv; shows what the R-op's double backward costs."""
+        import functorch
+        primal = {k: t.detach() for k, t in self.p.items()}
+        _, jv = functorch.jvp(lambda ps: rm.logits_fn(ps, self.cfg, self.batch), (primal,),
+                              ({k: v[k] for k in self.names},))
+        z = rm.output_hessian_apply(self.lg, self.batch["targets"], jv)
+        gv = torch.autograd.grad(self.logits, self.leaves, z, retain_graph=True)
+        return dict(zip(self.names, gv))
+
+    def release(self):
+        for a in ("g", "logits", "u", "w", "lg"):
+            self.__dict__.pop(a, None)
+
+
+def bench(params, cfg, batch, v, reps, per_setup, with_fwd=True):
+    """Median seconds per measurement.  Reps interleave the peers so that a change in
+    background load (a shared machine) biases neither side."""
+    nv, op = Naive(params, cfg, batch), Optimised(params, cfg, batch)
+    # Warm-up (allocator, functorch import) outside the timings.
+    nv.grad(); op.setup_hv(); op.hv(v); op.setup_gv(); op.gv(v); op.release()
+    t = {k: [] for k in ("n_grad", "n_hv", "n_gv", "o_grad", "o_hv_setup", "o_hv", "o_gv_setup",
+                         "o_gv", "o_gv_fwd")}
+    out = {}
+
+    def run(key, fn):
+        dt, r = timed(fn)
+        t[key].append(dt)
+        return r
+
+    for _ in range(reps):
+        run("n_grad", nv.grad)
+        run("o_grad", op.grad)
+        out["n_hv"] = run("n_hv", lambda: nv.hv(v))
+        run("o_hv_setup", op.setup_hv)
+        for _ in range(per_setup):
+            out["o_hv"] = run("o_hv", lambda: op.hv(v))
+        op.release()
+        out["n_gv"] = run("n_gv", lambda: nv.gv(v))
+        run("o_gv_setup", op.setup_gv)
+        for _ in range(per_setup):
+            out["o_gv"] = run("o_gv", lambda: op.gv(v))
+            if with_fwd:
+                out["o_gv_fwd"] = run("o_gv_fwd", lambda: op.gv_fwd(v))
+        op.release()
+    med = lambda k: statistics.median(t[k])
+    res = {"naive": {"grad_s": med("n_grad"), "hv_s": med("n_hv"), "gv_s": med("n_gv")},
+           "optimised": {"grad_s": med("o_grad"), "hv_setup_s": med("o_hv_setup"), "hv_s": med("o_hv"),
+                         "gv_setup_s": med("o_gv_setup"), "gv_s": med("o_gv")}}
+    # Both peers must compute the same products, else the timings compare different things.
+    res["agreement"] = {"hv_rel_err": rm.rel_err(out["o_hv"], out["n_hv"])[0],
+                        "gv_rel_err": rm.rel_err(out["o_gv"], out["n_gv"])[0]}
+    if with_fwd:
+        res["optimised"]["gv_fwdjvp_s"] = med("o_gv_fwd")
+        res["agreement"]["gv_fwdjvp_rel_err"] = rm.rel_err(out["o_gv_fwd"], out["n_gv"])[0]
+    return res
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("file")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--products-per-setup", type=int, default=3,
+                    help="optimised peer: products timed on each reused graph (default 3)")
+    ap.add_argument("--no-fwd-variant", action="store_true",
+                    help="skip the extra optimised G.v variant with forward-mode J v")
+    ap.add_argument("--json", help="write the results here")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    try:
+        d = rm.load_exchange(a.file)
+    except rm.MalformedFile as e:
+        print("hvp_peers: malformed exchange file %s: %s" % (a.file, e), file=sys.stderr)
+        return 2
+    cfg, params, batch, v = d["cfg"], d["params"], d["batch"], d["v"]
+    if v is None:
+        gen = torch.Generator().manual_seed(0)
+        v = {k: torch.randn(t.shape, generator=gen, dtype=rm.DTYPE) for k, t in params.items()}
+    n_par = sum(t.numel() for t in params.values())
+    B, T = batch["tokens"].shape
+    res = bench(params, cfg, batch, v, a.reps, a.products_per_setup, not a.no_fwd_variant)
+    print("%s, %d parameters, batch %dx%d, float64, %d threads, median of %d reps (torch %s)"
+          % (cfg["family"], n_par, B, T, a.threads, a.reps, torch.__version__))
+    n, o = res["naive"], res["optimised"]
+    print("%-10s %10s %10s %10s %12s %12s" % ("peer", "grad s", "H.v s", "G.v s", "H setup s", "G setup s"))
+    print("%-10s %10.4f %10.4f %10.4f %12s %12s" % ("naive", n["grad_s"], n["hv_s"], n["gv_s"], "-", "-"))
+    print("%-10s %10.4f %10.4f %10.4f %12.4f %12.4f" % ("optimised", o["grad_s"], o["hv_s"], o["gv_s"],
+                                                      o["hv_setup_s"], o["gv_setup_s"]))
+    print("optimised/naive per product: H.v %.2fx, G.v %.2fx; peers agree to %.1e (H.v), %.1e (G.v)"
+          % (o["hv_s"] / n["hv_s"], o["gv_s"] / n["gv_s"], res["agreement"]["hv_rel_err"],
+             res["agreement"]["gv_rel_err"]))
+    if "gv_fwdjvp_s" in o:
+        print("optimised G.v with forward-mode J v (functorch.jvp) + retained J^T: %.4f s (agrees to %.1e)"
+              % (o["gv_fwdjvp_s"], res["agreement"]["gv_fwdjvp_rel_err"]))
+    if a.json:
+        out = {"file": os.path.abspath(a.file), "family": cfg["family"], "n_params": n_par,
+               "batch": [B, T], "n_targets": int((batch["targets"] != -1).sum()),
+               "config": {k: cfg[k] for k in cfg}, "dtype": "float64", "device": "cpu",
+               "threads": a.threads, "reps": a.reps, "products_per_setup": a.products_per_setup,
+               "torch": torch.__version__, "host": platform.node(), "statistic": "median seconds"}
+        out.update(res)
+        with open(a.json, "w") as f:
+            json.dump(out, f, indent=2)
+        print("wrote " + a.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
