@@ -2,6 +2,7 @@
 #include "unlearn/model/tp_layers.h"
 
 #include <ATen/ATen.h>
+#include <torch/csrc/autograd/custom_function.h>
 
 #include <cmath>
 #include <limits>
@@ -75,6 +76,51 @@ at::Tensor apply_rotary(const at::Tensor& x, const at::Tensor& cos, const at::Te
   const at::Tensor rotated = at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
   return x * cos + rotated * sin;
 }
+
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// 0.5 (1 + tanh(z)) = sigmoid(2z): with k = 2 sqrt(2/pi), gelu_tanh(x) = x sigmoid(k (x + a x³)).
+constexpr double kGeluK = 2.0 * 0.7978845608028654;
+constexpr double kGeluA = 0.044715;
+
+// First derivatives use ATen's fused gelu_backward kernel; only the second derivative is composed here.
+// y'' = 2 s(1-s) k u' + x [s(1-s)(1-2s) (k u')² + s(1-s) k 6a x], s = sigmoid(k u), u = x + a x³.
+at::Tensor gelu_second_derivative(const at::Tensor& x) {
+  const at::Tensor x2 = x * x;
+  const at::Tensor s = at::sigmoid(kGeluK * x * (1.0 + kGeluA * x2));
+  const at::Tensor s1 = s * (1.0 - s);
+  const at::Tensor ku = kGeluK * (1.0 + 3.0 * kGeluA * x2);
+  return s1 * (2.0 * ku + x * ((1.0 - 2.0 * s) * ku * ku + (kGeluK * 6.0 * kGeluA) * x));
+}
+
+// grad -> grad * gelu'(x), differentiable once more (what H·v needs).
+struct GeluTanhGrad : public torch::autograd::Function<GeluTanhGrad> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& grad) {
+    ctx->save_for_backward({x, grad});
+    return at::gelu_backward(grad, x, "tanh");
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list gg) {
+    const auto saved = ctx->get_saved_variables();
+    return {gg[0] * saved[1] * gelu_second_derivative(saved[0]), at::gelu_backward(gg[0], saved[0], "tanh")};
+  }
+};
+
+struct GeluTanh : public torch::autograd::Function<GeluTanh> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x) {
+    ctx->save_for_backward({x});
+    return at::gelu(x, "tanh");
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    return {GeluTanhGrad::apply(ctx->get_saved_variables()[0], grads[0])};
+  }
+};
+
+}  // namespace
+
+at::Tensor gelu_tanh(const at::Tensor& x) { return GeluTanh::apply(x); }
 
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   return x * at::rsqrt(x.pow(2).mean(-1, true) + eps) * weight;

@@ -263,7 +263,7 @@ ForwardResult TransformerModel::forward(const Batch& batch) const {
     const at::Tensor h = copy_to_tp(norm(x, L.n2w, L.n2b), tp_);
     at::Tensor inner;
     if (gpt2) {
-      inner = at::gelu(at::linear(h, W(L.up), W(L.upb)), "tanh");
+      inner = gelu_tanh(at::linear(h, W(L.up), W(L.upb)));
     } else {
       inner = at::silu(at::linear(h, W(L.gate))) * at::linear(h, W(L.up));
     }
