@@ -19,6 +19,8 @@ packages=(
   slurm-wlm slurmctld slurmd slurm-client munge
   # node (npm added below only when missing)
   nodejs
+  # real text for the data tests (56 KB)
+  fortunes-min
 )
 
 SUDO=""

@@ -61,6 +61,7 @@ class Writer {
     const hsize_t n = v.size();
     H5Id space(H5Screate_simple(1, &n, nullptr), H5Sclose);
     H5Id dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+    check(H5Pset_obj_track_times(dcpl.get(), false), name);  // same inputs and seed -> byte-identical file
     if (n > 0) {  // chunks (Fletcher32 checksums, compression) need a non-empty extent
       const hsize_t chunk = std::min<hsize_t>(n, kChunk);
       check(H5Pset_chunk(dcpl.get(), 1, &chunk), name);
@@ -80,7 +81,9 @@ class Writer {
     const hsize_t n = v.size();
     H5Id space(H5Screate_simple(1, &n, nullptr), H5Sclose);
     H5Id type(vlen_string_type(), H5Tclose);
-    H5Id ds(H5Dcreate2(loc, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Dclose);
+    H5Id dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+    check(H5Pset_obj_track_times(dcpl.get(), false), name);
+    H5Id ds(H5Dcreate2(loc, name, type.get(), space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT), H5Dclose);
     check(ds.get(), name);
     if (n > 0) check(H5Dwrite(ds.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()), name);
   }
@@ -320,7 +323,9 @@ void write_dataset(const std::string& path, const TokenDataset& ds) {
   {
     H5Id fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
     H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V110, H5F_LIBVER_V110);  // checksummed metadata (design 5)
-    H5Id file(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), H5Fclose);
+    H5Id fcpl(H5Pcreate(H5P_FILE_CREATE), H5Pclose);
+    H5Pset_obj_track_times(fcpl.get(), false);  // the root group
+    H5Id file(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get()), H5Fclose);
     if (!file.ok()) UNLEARN_THROW(IoError, "cannot create '" << tmp << "'");
     Writer w(file.get(), path);
     const hid_t root = file.get();
@@ -344,7 +349,9 @@ void write_dataset(const std::string& path, const TokenDataset& ds) {
       w.strings(root, "group_names", ds.group_names);
       const CanarySet& c = ds.canaries;
       if (!c.empty()) {
-        H5Id g(H5Gcreate2(root, "canaries", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
+        H5Id gcpl(H5Pcreate(H5P_GROUP_CREATE), H5Pclose);
+        H5Pset_obj_track_times(gcpl.get(), false);
+        H5Id g(H5Gcreate2(root, "canaries", H5P_DEFAULT, gcpl.get(), H5P_DEFAULT), H5Gclose);
         w.check(g.get(), "canaries");
         w.attr(g.get(), "prefix", c.prefix);
         w.attr(g.get(), "space", c.space.name);
