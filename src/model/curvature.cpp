@@ -188,4 +188,40 @@ ShardedVector Curvature::gvp(const ShardedVector& v) {
   return reduce_over_dp(std::move(acc));
 }
 
+DocumentGradients document_gradients(const TransformerModel& model, Communicator& dp,
+                                     const std::vector<std::size_t>& subset, const std::vector<Batch>& documents) {
+  DocumentGradients out;
+  const auto inputs = inputs_of(model, subset);
+  std::vector<ShardLayout> layout;
+  for (std::size_t i : subset) layout.push_back(model.parameters()[i].layout);
+  for (std::size_t d = 0; d < documents.size(); ++d) {
+    const std::int64_t tokens = documents[d].num_targets();
+    if (tokens == 0) UNLEARN_THROW(Error, "document " << d << " of the Fisher sample has no target tokens");
+    out.total_tokens += tokens;
+    const int owner = static_cast<int>(d % static_cast<std::size_t>(dp.size()));
+    std::vector<at::Tensor> grads;
+    if (dp.rank() == owner) {
+      const ForwardResult f = model.forward(documents[d]);
+      grads = torch::autograd::grad({f.loss_sum}, inputs, {}, false, false, /*allow_unused=*/true);
+      for (std::size_t j = 0; j < grads.size(); ++j)
+        grads[j] = grads[j].defined() ? grads[j].detach() : at::zeros_like(inputs[j]).detach();
+    } else {
+      for (const auto& in : inputs) grads.push_back(at::empty_like(in).detach());
+    }
+    if (dp.size() > 1) {
+      std::vector<at::Tensor> flat;
+      for (const auto& g : grads) flat.push_back(g.reshape(-1));
+      at::Tensor buf = at::cat(flat);
+      dp.broadcast(buf, owner);
+      std::int64_t off = 0;
+      for (auto& g : grads) {
+        g = buf.narrow(0, off, g.numel()).view(g.sizes()).clone();
+        off += g.numel();
+      }
+    }
+    out.rows.emplace_back(std::move(grads), layout, &model.tp());
+  }
+  return out;
+}
+
 }  // namespace unlearn

@@ -54,4 +54,14 @@ class Curvature {
   int products_ = 0;
 };
 
+/// Gradients u_i of the per-document SUM loss (no division by a token count), one per document, each document a
+/// Batch of its own; plus the documents' total target tokens N. Documents are computed by DP rank i % dp.size() and
+/// broadcast over DP, so every replica holds every row (the Fisher store's layout). Empty documents are refused.
+struct DocumentGradients {
+  std::vector<ShardedVector> rows;
+  std::int64_t total_tokens = 0;
+};
+DocumentGradients document_gradients(const TransformerModel& model, Communicator& dp,
+                                     const std::vector<std::size_t>& subset, const std::vector<Batch>& documents);
+
 }  // namespace unlearn

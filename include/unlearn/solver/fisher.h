@@ -1,0 +1,58 @@
+// The empirical Fisher from per-document gradients (design 3.0, 3.2): F̂₀ = (1/N) UᵀU, its exact inverse on
+// F̂₀ + λI by Woodbury (one Cholesky of the m x m system NλI + UUᵀ, in float64), and the Fisher Forgetting noise
+// transform F̂^{-1/4} n. Rows are held by every DP replica (each with its TP shard): m x |θ| / TP per rank.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "unlearn/comm/sharded_vector.h"
+
+namespace unlearn {
+
+class FisherStore {
+ public:
+  /// `rows`: gradients u_i of the per-document SUM loss; `total_tokens`: N, the target tokens of those documents.
+  FisherStore(std::vector<ShardedVector> rows, std::int64_t total_tokens);
+
+  std::size_t size() const { return rows_.size(); }
+  std::int64_t total_tokens() const { return n_; }
+  const std::vector<ShardedVector>& rows() const { return rows_; }
+
+  /// y <- (1/N) Σ u_i <u_i, x>: one all-reduce of m numbers.
+  void apply(const ShardedVector& x, ShardedVector& y) const;
+  /// U x as m float64 numbers (one all-reduce).
+  at::Tensor project(const ShardedVector& x) const;
+  /// y <- Σ c_i u_i (local).
+  void combine(const at::Tensor& c, ShardedVector& y) const;
+  /// W = U Uᵀ (m x m float64): one all-reduce of m² numbers, cached.
+  const at::Tensor& gram() const;
+
+  /// y <- (F̂₀ + λI)⁻¹ x = λ⁻¹ [x − Uᵀ (NλI + W)⁻¹ U x].
+  void solve(double lambda, const ShardedVector& x, ShardedVector& y) const;
+  /// y <- (F̂₀ + λI)^{-1/4} n = λ^{-1/4} n + Uᵀ Q diag(c) Qᵀ U n, W = Q diag(s²) Qᵀ, with
+  /// c_k = λ^{-1/4} expm1(-¼ log1p(s_k² / (Nλ))) / s_k² (no cancellation as s_k → 0).
+  void inverse_quartic_root(double lambda, const ShardedVector& n, ShardedVector& y) const;
+  /// Norm of the component of x inside span(U), and outside it (for the report).
+  std::pair<double, double> split_norms(const ShardedVector& x) const;
+
+ private:
+  std::vector<ShardedVector> rows_;
+  std::int64_t n_;
+  mutable at::Tensor gram_;
+};
+
+/// Standard normal noise shaped like `like`, from a counter-based Philox stream keyed by (seed, request, tensor
+/// index) and the GLOBAL element index, so every rank layout draws the same global vector.
+/// `global_shapes`, `shard_dims`, `shard_starts` describe each entry's place in its global tensor.
+struct ShardPlacement {
+  std::vector<std::int64_t> global_shape;
+  int shard_dim = -1;
+  std::int64_t shard_start = 0;
+};
+ShardedVector philox_normal(const ShardedVector& like, const std::vector<ShardPlacement>& placement,
+                            std::uint64_t seed, std::uint64_t request);
+
+}  // namespace unlearn

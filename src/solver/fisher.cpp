@@ -1,0 +1,150 @@
+// Empirical Fisher store: products, Woodbury inverse, inverse quartic root, counter-based noise.
+#include "unlearn/solver/fisher.h"
+
+#include <ATen/ATen.h>
+#include <ATen/core/PhiloxRNGEngine.h>
+
+#include <cmath>
+
+#include "unlearn/util/error.h"
+
+namespace unlearn {
+
+FisherStore::FisherStore(std::vector<ShardedVector> rows, std::int64_t total_tokens)
+    : rows_(std::move(rows)), n_(total_tokens) {
+  UNLEARN_CHECK(!rows_.empty(), "FisherStore: no per-document gradients");
+  UNLEARN_CHECK(n_ > 0, "FisherStore: the documents hold no target tokens");
+}
+
+at::Tensor FisherStore::project(const ShardedVector& x) const {
+  const auto m = static_cast<std::int64_t>(rows_.size());
+  at::Tensor ux = at::empty({m}, at::TensorOptions().dtype(at::kDouble));
+  auto* p = ux.data_ptr<double>();
+  for (std::int64_t i = 0; i < m; ++i) p[i] = rows_[static_cast<std::size_t>(i)].local_dot(x);
+  rows_[0].tp()->all_reduce(ux, ReduceOp::kSum);  // m numbers, one all-reduce
+  return ux;
+}
+
+void FisherStore::combine(const at::Tensor& c, ShardedVector& y) const {
+  y = rows_[0].zeros_like();
+  const auto* p = c.data_ptr<double>();
+  for (std::size_t i = 0; i < rows_.size(); ++i) y.axpy(p[i], rows_[i]);  // y <- Σ c_i u_i
+}
+
+void FisherStore::apply(const ShardedVector& x, ShardedVector& y) const {
+  combine(project(x) / static_cast<double>(n_), y);  // (1/N) Uᵀ (U x)
+}
+
+const at::Tensor& FisherStore::gram() const {
+  if (!gram_.defined()) {
+    const auto m = static_cast<std::int64_t>(rows_.size());
+    gram_ = at::empty({m, m}, at::TensorOptions().dtype(at::kDouble));
+    auto a = gram_.accessor<double, 2>();
+    for (std::int64_t i = 0; i < m; ++i)
+      for (std::int64_t j = 0; j <= i; ++j)
+        a[i][j] = a[j][i] = rows_[static_cast<std::size_t>(i)].local_dot(rows_[static_cast<std::size_t>(j)]);
+    rows_[0].tp()->all_reduce(gram_, ReduceOp::kSum);  // m² numbers, one all-reduce
+  }
+  return gram_;
+}
+
+void FisherStore::solve(double lambda, const ShardedVector& x, ShardedVector& y) const {
+  UNLEARN_CHECK(lambda > 0, "Fisher removal needs damping λ > 0, got " << lambda);
+  const auto m = static_cast<std::int64_t>(rows_.size());
+  const at::Tensor K = gram() + static_cast<double>(n_) * lambda * at::eye(m, gram().options());  // NλI + W
+  const at::Tensor L = at::linalg_cholesky(K);
+  const at::Tensor c = at::cholesky_solve(project(x).view({m, 1}), L).view({m});  // (NλI + W)⁻¹ U x
+  ShardedVector utc;
+  combine(c, utc);
+  y = x.clone();
+  y.axpy(-1.0, utc);  // x − Uᵀ c
+  y.scale(1.0 / lambda);
+}
+
+void FisherStore::inverse_quartic_root(double lambda, const ShardedVector& n, ShardedVector& y) const {
+  UNLEARN_CHECK(lambda > 0, "Fisher forgetting needs damping λ > 0, got " << lambda);
+  const auto [s2, Q] = at::linalg_eigh(gram());  // W = Q diag(s²) Qᵀ, ascending
+  const double root = std::pow(lambda, -0.25), nl = static_cast<double>(n_) * lambda;
+  at::Tensor c = at::empty_like(s2);
+  const auto* sp = s2.data_ptr<double>();
+  auto* cp = c.data_ptr<double>();
+  for (std::int64_t k = 0; k < s2.numel(); ++k) {
+    const double s = std::max(sp[k], 0.0);  // eigh can return tiny negatives for a rank-deficient W
+    // ((λ + s/N)^{-1/4} − λ^{-1/4}) / s = λ^{-1/4} expm1(-¼ log1p(s / Nλ)) / s, and -λ^{-1/4} / (4Nλ) as s → 0.
+    cp[k] = s > 1e-300 ? root * std::expm1(-0.25 * std::log1p(s / nl)) / s : -root / (4.0 * nl);
+  }
+  const at::Tensor coeff = at::matmul(Q, c * at::matmul(Q.t(), project(n)));  // Q diag(c) Qᵀ U n
+  ShardedVector low_rank;
+  combine(coeff, low_rank);
+  y = n.clone();
+  y.scale(root);
+  y.axpy(1.0, low_rank);
+}
+
+std::pair<double, double> FisherStore::split_norms(const ShardedVector& x) const {
+  // Projection onto span(U): Uᵀ W⁺ U x (pseudo-inverse: W may be singular).
+  const at::Tensor coeff = at::matmul(at::linalg_pinv(gram(), 1e-12, true), project(x));
+  ShardedVector inside;
+  combine(coeff, inside);
+  ShardedVector outside = x.clone();
+  outside.axpy(-1.0, inside);
+  return {inside.norm(), outside.norm()};
+}
+
+namespace {
+
+std::uint64_t mix(std::uint64_t a, std::uint64_t b) {  // splitmix64-style combination of two keys
+  std::uint64_t z = a ^ (b + 0x9e3779b97f4a7c15ull + (a << 6) + (a >> 2));
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+/// One standard normal from the Philox stream (key, counter = global element index), by Box-Muller on two
+/// 53-bit uniforms.
+double philox_gaussian(std::uint64_t key, std::uint64_t element) {
+  at::philox_engine eng(key, element, 0);
+  auto u53 = [&eng] {
+    const std::uint64_t hi = eng(), lo = eng();
+    return (static_cast<double>(((hi << 32) | lo) >> 11) + 0.5) * (1.0 / 9007199254740992.0);  // (0, 1)
+  };
+  const double u1 = u53(), u2 = u53();
+  return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
+}
+
+}  // namespace
+
+ShardedVector philox_normal(const ShardedVector& like, const std::vector<ShardPlacement>& placement,
+                            std::uint64_t seed, std::uint64_t request) {
+  UNLEARN_CHECK(placement.size() == like.size(), "philox_normal: placement of " << placement.size() << " entries for "
+                                                                                << like.size());
+  ShardedVector out = like.zeros_like();
+  for (std::size_t t = 0; t < like.size(); ++t) {
+    const ShardPlacement& pl = placement[t];
+    const std::uint64_t key = mix(mix(seed, request), t);
+    const at::Tensor local_shape_probe = like[t];
+    at::Tensor buf = at::empty(local_shape_probe.sizes(), at::TensorOptions().dtype(at::kDouble));
+    auto* dst = buf.data_ptr<double>();
+    const auto dims = static_cast<std::int64_t>(pl.global_shape.size());
+    // Walk the local elements in row-major order and map each to its global flat index.
+    std::vector<std::int64_t> idx(static_cast<std::size_t>(dims), 0);
+    const std::int64_t n = buf.numel();
+    for (std::int64_t e = 0; e < n; ++e) {
+      std::uint64_t global = 0;
+      for (std::int64_t d = 0; d < dims; ++d) {
+        const std::int64_t g = idx[static_cast<std::size_t>(d)] + (d == pl.shard_dim ? pl.shard_start : 0);
+        global = global * static_cast<std::uint64_t>(pl.global_shape[static_cast<std::size_t>(d)]) +
+                 static_cast<std::uint64_t>(g);
+      }
+      dst[e] = philox_gaussian(key, global);
+      for (std::int64_t d = dims - 1; d >= 0; --d) {  // next local multi-index
+        if (++idx[static_cast<std::size_t>(d)] < buf.size(d)) break;
+        idx[static_cast<std::size_t>(d)] = 0;
+      }
+    }
+    out[t].copy_(buf);
+  }
+  return out;
+}
+
+}  // namespace unlearn

@@ -1,0 +1,155 @@
+// Solver against dense linear algebra on a model small enough to build H, G and F̂₀ explicitly (float64):
+// CG solutions, the Woodbury inverse, the F^-1/4 noise transform, negative curvature and NaN statuses.
+#include <gtest/gtest.h>
+
+#include "solver_fixtures.h"
+#include "unlearn/solver/cg.h"
+#include "unlearn/util/error.h"
+
+namespace unlearn::testing {
+namespace {
+
+struct Tiny {
+  std::unique_ptr<Communicator> tp = make_local_communicator(), dp = make_local_communicator();
+  TransformerModel model;
+  std::vector<std::size_t> all;
+  Curvature curv;
+  explicit Tiny(Family f = Family::kGpt2)
+      : model(dense_config(f), *tp), all((model.init_random(3, test_init()), model.select(""))), curv(model, *dp, all) {
+    curv.prepare({make_batch(5, 3, 8, 11)});
+  }
+};
+
+double rel(const at::Tensor& a, const at::Tensor& b) { return (a - b).norm().item<double>() / b.norm().item<double>(); }
+
+TEST(SolverDense, CgOnDampedHessianAndGgnEqualsDenseSolve) {
+  Tiny s;
+  const ShardedVector b = random_vector(s.model, s.all, 8);
+  for (CurvatureKind kind : {CurvatureKind::kHessian, CurvatureKind::kGgn}) {
+    CurvatureOperator C(s.curv, kind);
+    const at::Tensor dense = dense_matrix(C, b);
+    EXPECT_LT(rel(dense, dense.t()), 1e-12) << to_string(kind) << " is symmetric";
+    const auto eig = at::linalg_eigvalsh(dense);
+    // Damping that makes the operator SPD with a moderate condition number.
+    const double lambda = std::max(0.0, -eig.min().item<double>()) + 0.05 * eig.abs().max().item<double>();
+    DampedOperator A(C, lambda);
+    ShardedVector x;
+    CgOptions opt;
+    opt.max_iters = 2000;
+    opt.rtol = 1e-13;
+    const CgResult r = solve_cg(A, b, x, opt);
+    EXPECT_EQ(r.status, CgStatus::kConvergedRtol) << to_string(kind) << " after " << r.iterations;
+    const at::Tensor n = dense.size(0) == 0 ? dense : at::eye(dense.size(0), at::kDouble);
+    const at::Tensor expect = at::linalg_solve(dense + lambda * n, flatten(b));
+    EXPECT_LT(rel(flatten(x), expect), 1e-8) << to_string(kind);
+    EXPECT_FALSE(r.history.empty());
+  }
+}
+
+TEST(SolverDense, WoodburyEqualsCgOnFisherEqualsDense) {
+  Tiny s;
+  const auto docs = documents(40, 6, 7, 11);
+  DocumentGradients dg = document_gradients(s.model, *s.dp, s.all, docs);
+  ASSERT_EQ(dg.rows.size(), 6u);
+  EXPECT_EQ(dg.total_tokens, 36);
+  const FisherStore store(dg.rows, dg.total_tokens);
+  const ShardedVector b = random_vector(s.model, s.all, 9);
+  FisherOperator F(store);
+  const at::Tensor dense = dense_matrix(F, b);
+  // F̂₀ = (1/N) UᵀU from the rows directly.
+  std::vector<at::Tensor> rows;
+  for (const auto& r : store.rows()) rows.push_back(flatten(r));
+  const at::Tensor U = at::stack(rows);
+  EXPECT_LT(rel(dense, U.t().matmul(U) / 36.0), 1e-13);
+  const double lambda = 1e-3;
+  const at::Tensor I = at::eye(dense.size(0), at::kDouble);
+  const at::Tensor expect = at::linalg_solve(dense + lambda * I, flatten(b));
+  ShardedVector wood;
+  store.solve(lambda, b, wood);
+  EXPECT_LT(rel(flatten(wood), expect), 1e-8);
+  DampedOperator A(F, lambda);
+  ShardedVector cg;
+  CgOptions opt;
+  opt.max_iters = 50;
+  opt.rtol = 1e-13;
+  const CgResult r = solve_cg(A, b, cg, opt);
+  EXPECT_LE(r.iterations, 8) << "rank-6 plus identity: CG converges in about m + 1 steps";
+  EXPECT_LT(rel(flatten(cg), expect), 1e-8);
+
+  // F̂^{-1/4} n against the dense eigen-decomposition.
+  ShardedVector noise;
+  store.inverse_quartic_root(lambda, b, noise);
+  const auto [w, V] = at::linalg_eigh(dense + lambda * I);
+  const at::Tensor dense_root = V.matmul(at::diag(w.pow(-0.25))).matmul(V.t());
+  EXPECT_LT(rel(flatten(noise), dense_root.matmul(flatten(b))), 1e-8);
+  const auto [inside, outside] = store.split_norms(b);
+  EXPECT_NEAR(inside * inside + outside * outside, b.dot(b), 1e-9 * b.dot(b));
+  EXPECT_GT(inside, 0.0);
+}
+
+TEST(SolverDense, ForcedNegativeCurvatureGivesAFiniteDocumentedStep) {
+  Tiny s;
+  CurvatureOperator G(s.curv, CurvatureKind::kGgn);
+  const ShardedVector b = random_vector(s.model, s.all, 2);
+  const at::Tensor dense = dense_matrix(G, b);
+  const double shift = -(at::linalg_eigvalsh(dense).max().item<double>() + 1.0);  // G + shift I < 0
+  DampedOperator A(G, shift);
+  ShardedVector x;
+  CgResult r = solve_cg(A, b, x, CgOptions{});
+  EXPECT_EQ(r.status, CgStatus::kNegativeCurvature);
+  const double bab = flatten(b).dot((dense + shift * at::eye(dense.size(0), at::kDouble)).matmul(flatten(b)))
+                         .item<double>();
+  ShardedVector expect = b.clone();
+  expect.scale(b.dot(b) / -bab);  // b / |bᵀAb / bᵀb|
+  ShardedVector d = x.clone();
+  d.axpy(-1.0, expect);
+  EXPECT_LT(d.norm(), 1e-10 * expect.norm());
+  CgOptions tr;
+  tr.trust_radius = 0.25;
+  r = solve_cg(A, b, x, tr);
+  EXPECT_EQ(r.status, CgStatus::kNegativeCurvature);
+  EXPECT_NEAR(x.norm(), 0.25, 1e-12);
+}
+
+TEST(SolverDense, TrustRadiusStopsOnTheBoundary) {
+  Tiny s;
+  CurvatureOperator G(s.curv, CurvatureKind::kGgn);
+  DampedOperator A(G, 1e-3);
+  const ShardedVector b = random_vector(s.model, s.all, 4);
+  CgOptions opt;
+  opt.trust_radius = 1e-3;
+  ShardedVector x;
+  const CgResult r = solve_cg(A, b, x, opt);
+  EXPECT_EQ(r.status, CgStatus::kTrustRegionBoundary);
+  EXPECT_NEAR(x.norm(), 1e-3, 1e-15);
+}
+
+TEST(SolverDense, NanInTheRightHandSideIsAStatus) {
+  Tiny s;
+  CurvatureOperator G(s.curv, CurvatureKind::kGgn);
+  DampedOperator A(G, 1e-3);
+  ShardedVector b = random_vector(s.model, s.all, 4);
+  b[0].view(-1)[0] = std::nan("");
+  ShardedVector x;
+  EXPECT_THROW(solve_cg(A, b, x, CgOptions{}), Error);  // the all-reduced dot refuses non-finite values
+}
+
+TEST(Philox, NoiseIsStandardNormalAndKeyed) {
+  Tiny s;
+  std::vector<ShardPlacement> place;
+  for (std::size_t i : s.all) {
+    const Parameter& p = s.model.parameters()[i];
+    place.push_back({p.global_shape, p.shard_dim, p.shard_start});
+  }
+  const ShardedVector like = s.model.zeros(s.all);
+  const at::Tensor a = flatten(philox_normal(like, place, 7, 0));
+  const at::Tensor a2 = flatten(philox_normal(like, place, 7, 0));
+  const at::Tensor b = flatten(philox_normal(like, place, 7, 1));
+  EXPECT_TRUE(a.equal(a2));
+  EXPECT_FALSE(a.equal(b));
+  EXPECT_NEAR(a.mean().item<double>(), 0.0, 5.0 / std::sqrt(static_cast<double>(a.numel())));
+  EXPECT_NEAR(a.std().item<double>(), 1.0, 0.1);
+}
+
+}  // namespace
+}  // namespace unlearn::testing
