@@ -54,7 +54,7 @@ class QuietHdf5 {
 
 class Writer {
  public:
-  Writer(hid_t file, std::string path) : file_(file), path_(std::move(path)) {}
+  explicit Writer(std::string path) : path_(std::move(path)) {}
 
   template <class T>
   void vec(hid_t loc, const char* name, const std::vector<T>& v, hid_t file_type, hid_t mem_type) {
@@ -119,7 +119,6 @@ class Writer {
     check(a.get(), name);
     check(H5Awrite(a.get(), mem_type, p), name);
   }
-  hid_t file_;
   std::string path_;
 };
 
@@ -327,7 +326,7 @@ void write_dataset(const std::string& path, const TokenDataset& ds) {
     H5Pset_obj_track_times(fcpl.get(), false);  // the root group
     H5Id file(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get()), H5Fclose);
     if (!file.ok()) UNLEARN_THROW(IoError, "cannot create '" << tmp << "'");
-    Writer w(file.get(), path);
+    Writer w(path);
     const hid_t root = file.get();
     try {
       w.attr(root, "format", std::string(kFormat));
