@@ -36,8 +36,8 @@ say() { echo "fetch-corpora: $*"; }
 verify() {  # verify FILE PINNAME
   local got want=${PIN[$2]}
   got=$(sha256sum "$1" | cut -d' ' -f1)
-  [ "$got" = "$want" ] || die "$1: SHA-256 $got does not match the pinned $want ($2). The archive now serves
-a different file: check it, then update the pin in tools/fetch-corpora.sh."
+  [ "$got" = "$want" ] || die "$1: SHA-256 $got does not match the pinned $want ($2).
+A damaged download: delete the file and rerun. A changed archive: check the new file, then update the pin here."
 }
 
 fetch_deb() {  # fetch_deb PACKAGE VERSION ARCH -> prints the verified .deb path
@@ -73,8 +73,11 @@ done_already() {  # done_already NAME: the corpus is complete and unchanged
 get_fortunes() {
   done_already fortunes && return
   local tmp; tmp=$(scratch)
-  extract "$(fetch_deb fortunes 1:1.99.1-7.3 all)" "$tmp"
-  extract "$(fetch_deb fortunes-min 1:1.99.1-7.3 all)" "$tmp"
+  local a b
+  a=$(fetch_deb fortunes 1:1.99.1-7.3 all)
+  b=$(fetch_deb fortunes-min 1:1.99.1-7.3 all)
+  extract "$a" "$tmp"
+  extract "$b" "$tmp"
   rm -rf "$cache/fortunes" && mkdir -p "$cache/fortunes"
   # Topic files only: the .dat indexes and .u8 links are not text.
   find "$tmp/usr/share/games/fortunes" -maxdepth 1 -type f ! -name '*.*' -exec cp {} "$cache/fortunes/" \;
@@ -84,8 +87,11 @@ get_fortunes() {
 get_kjv() {
   done_already kjv && return
   local tmp; tmp=$(scratch)
-  extract "$(fetch_deb bible-kjv 4.38 amd64)" "$tmp"
-  extract "$(fetch_deb bible-kjv-text 4.38 all)" "$tmp"
+  local a b
+  a=$(fetch_deb bible-kjv 4.38 amd64)
+  b=$(fetch_deb bible-kjv-text 4.38 all)
+  extract "$a" "$tmp"
+  extract "$b" "$tmp"
   rm -rf "$cache/kjv" && mkdir -p "$cache/kjv"
   # -l 100000: one line per verse (no wrapping); chapters are "Book N" headings between blank lines.
   "$tmp/usr/bin/bible" -p "$tmp/usr/lib" -l 100000 "Gen1:1-Rev22:21" > "$cache/kjv/kjv.txt" \
@@ -96,7 +102,9 @@ get_kjv() {
 get_austen() {
   done_already austen && return
   local tmp; tmp=$(scratch)
-  extract "$(fetch_deb r-cran-janeaustenr 1.0.0-1 all)" "$tmp"
+  local a
+  a=$(fetch_deb r-cran-janeaustenr 1.0.0-1 all)  # a failed pin check exits here (set -e)
+  extract "$a" "$tmp"
   if ! command -v Rscript >/dev/null; then
     # The novels are an R lazy-load database: R reads it. Only this corpus needs R (about 40 MB).
     local sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo

@@ -8,6 +8,7 @@ std::vector<std::unique_ptr<Subcommand>> make_subcommands() {
   std::vector<std::unique_ptr<Subcommand>> subs;
   subs.push_back(make_info_command());
   subs.push_back(make_bench_command());
+  subs.push_back(make_inspect_command());
   subs.push_back(make_prepare_data_command());
   return subs;
 }

@@ -1,0 +1,178 @@
+// Model checkpoints on top of the tensor files: the attribute schema (format, config, step, tokenizer,
+// provenance), which ranks own which parameter blocks, and loading at any TP size. io layer.
+#include "unlearn/io/checkpoint.h"
+
+#include <ATen/ATen.h>
+
+#include <cstdio>
+#include <set>
+
+#include "provenance.h"
+#include "unlearn/util/error.h"
+
+namespace unlearn {
+namespace {
+
+constexpr const char* kFormat = "unlearn-checkpoint";
+constexpr std::int64_t kFormatVersion = 1;
+
+/// Config keys that describe the run, not the weights: never stored, never compared.
+bool runtime_only_key(const std::string& key) { return key == "device"; }
+
+std::vector<TensorBlock> model_blocks(const TransformerModel& model, const ProcessGrid& grid) {
+  std::vector<TensorBlock> blocks;
+  for (const Parameter& p : model.parameters()) {
+    TensorBlock b;
+    b.name = p.name;
+    b.local = p.value.detach();
+    b.global_shape = p.global_shape;
+    b.shard_dim = p.shard_dim;
+    b.shard_start = p.shard_start;
+    // One writer per element: DP replica 0, and within its TP group the rank counted for the replicated ones.
+    b.owner = grid.dp_rank() == 0 && p.layout.counted;
+    blocks.push_back(std::move(b));
+  }
+  return blocks;
+}
+
+std::string get_string(const FileInfo& f, const std::string& key) {
+  const auto it = f.attributes.find(key);
+  if (it == f.attributes.end()) throw IoError("checkpoint '" + f.path + "' lacks the attribute '" + key + "'");
+  return attribute_to_string(it->second);
+}
+
+std::int64_t get_int(const FileInfo& f, const std::string& key) {
+  const auto it = f.attributes.find(key);
+  const auto* v = it == f.attributes.end() ? nullptr : std::get_if<std::int64_t>(&it->second);
+  if (!v) throw IoError("checkpoint '" + f.path + "' lacks the integer attribute '" + key + "'");
+  return *v;
+}
+
+CheckpointInfo interpret(FileInfo file) {
+  CheckpointInfo info;
+  const auto fmt = file.attributes.find("format");
+  if (fmt == file.attributes.end() || attribute_to_string(fmt->second) != kFormat)
+    throw IoError("'" + file.path + "' is an HDF5 file but not an unlearn checkpoint (no format = " + kFormat +
+                  " attribute)");
+  const std::int64_t version = get_int(file, "format_version");
+  if (version < 1 || version > kFormatVersion)
+    throw IoError("checkpoint '" + file.path + "' has format_version " + std::to_string(version) +
+                  "; this build reads version " + std::to_string(kFormatVersion));
+  if (get_string(file, "kind") != "model")
+    throw IoError("checkpoint '" + file.path + "' holds '" + get_string(file, "kind") + "', not a model");
+  std::map<std::string, std::string> config, provenance;
+  const std::string cp = kConfigPrefix, pp = kProvenancePrefix;
+  for (const auto& [key, value] : file.attributes) {
+    if (key.compare(0, cp.size(), cp) == 0) config[key.substr(cp.size())] = attribute_to_string(value);
+    if (key.compare(0, pp.size(), pp) == 0) provenance[key.substr(pp.size())] = attribute_to_string(value);
+  }
+  try {
+    info.config = ModelConfig::from_map(config);
+  } catch (const ConfigError& e) {
+    throw IoError("checkpoint '" + file.path + "' holds an invalid model config: " + e.what());
+  }
+  info.step = get_int(file, "step");
+  info.tokenizer = get_string(file, "tokenizer");
+  try {
+    info.storage = parse_storage_type(get_string(file, "dtype"));
+  } catch (const ConfigError& e) {
+    throw IoError("checkpoint '" + file.path + "': " + e.what());
+  }
+  info.content_digest = get_string(file, "content_digest");
+  info.provenance = std::move(provenance);
+  info.file = std::move(file);
+  return info;
+}
+
+}  // namespace
+
+std::string checkpoint_file_name(std::int64_t step) {
+  char buf[40];
+  std::snprintf(buf, sizeof(buf), "step-%08lld.h5", static_cast<long long>(step));
+  return buf;
+}
+
+CheckpointInfo save_checkpoint(const std::string& path, const TransformerModel& model, const ProcessGrid& grid,
+                               const SaveOptions& options) {
+  Attributes attrs;
+  attrs["format"] = std::string(kFormat);
+  attrs["format_version"] = kFormatVersion;
+  attrs["kind"] = std::string("model");
+  attrs["step"] = options.step;
+  const StorageType storage = options.io.storage ? *options.io.storage : storage_type_of(model.config().dtype);
+  attrs["dtype"] = storage_type_name(storage);
+  attrs["tokenizer"] = options.tokenizer;
+  for (const auto& [key, value] : model.config().to_map())
+    if (!runtime_only_key(key)) attrs[kConfigPrefix + key] = value;
+
+  const std::string pp = kProvenancePrefix;
+  attrs[pp + "git_revision"] = detail::build_git_revision();
+  attrs[pp + "unlearn_version"] = std::string("0.1.0");
+  attrs[pp + "command_line"] = options.command_line.empty() ? detail::process_command_line() : options.command_line;
+  attrs[pp + "rank_layout"] = grid.describe();
+  attrs[pp + "created_utc"] = detail::utc_now();
+  attrs[pp + "input_digest"] = options.input_digest;
+  if (options.seed) attrs[pp + "seed"] = std::to_string(*options.seed);
+  for (const auto& [key, value] : options.provenance) attrs[pp + key] = value;
+
+  WriteOptions io = options.io;
+  io.storage = storage;
+  write_tensor_file(path, grid.world(), attrs, model_blocks(model, grid), io);
+  return read_checkpoint_info(path, grid.world());
+}
+
+CheckpointInfo read_checkpoint_info(const std::string& path, Communicator& world) {
+  FileInfo file = read_file_info(path, world);
+  // Identical metadata on every rank, so the interpretation throws identically too.
+  return interpret(std::move(file));
+}
+
+CheckpointInfo load_checkpoint(const std::string& path, TransformerModel& model, const ProcessGrid& grid) {
+  CheckpointInfo info = read_checkpoint_info(path, grid.world());
+  std::set<std::string> wanted;
+  for (const Parameter& p : model.parameters()) wanted.insert(p.name);
+  for (const Parameter& p : model.parameters()) {
+    const TensorInfo* t = info.file.find(p.name);
+    if (!t) throw IoError("checkpoint '" + path + "' has no tensor '" + p.name + "' (the model needs it)");
+    if (t->shape != p.global_shape) {
+      std::string have, want;
+      for (auto d : t->shape) have += (have.empty() ? "" : ", ") + std::to_string(d);
+      for (auto d : p.global_shape) want += (want.empty() ? "" : ", ") + std::to_string(d);
+      throw IoError("tensor '" + p.name + "' has shape [" + have + "] in checkpoint '" + path + "', the model " +
+                    "expects [" + want + "]");
+    }
+  }
+  for (const auto& t : info.file.tensors)
+    if (!wanted.count(t.name))
+      throw IoError("checkpoint '" + path + "' holds tensor '" + t.name + "', which the model does not have " +
+                    "(written for another architecture?)");
+  // Shapes agree; the remaining config keys change what the weights compute, so they must agree too.
+  const auto file_cfg = info.config.to_map(), model_cfg = model.config().to_map();
+  for (const auto& [key, value] : model_cfg) {
+    if (runtime_only_key(key) || key == "dtype") continue;
+    const auto it = file_cfg.find(key);
+    if (it != file_cfg.end() && it->second != value)
+      throw IoError("checkpoint '" + path + "' was written for " + key + " = " + it->second + ", the model has " +
+                    value);
+  }
+  std::vector<TensorBlock> blocks = model_blocks(model, grid);
+  read_tensor_blocks(path, grid.world(), blocks, /*verify_digest=*/true);
+  return info;
+}
+
+std::unique_ptr<TransformerModel> load_model(const std::string& path, const ProcessGrid& grid,
+                                             CheckpointInfo* info_out) {
+  CheckpointInfo info = read_checkpoint_info(path, grid.world());
+  try {
+    info.config.validate(grid.tp_size());
+  } catch (const ConfigError& e) {
+    throw ConfigError("checkpoint '" + path + "' (" + info.config.describe() + ") cannot be loaded at --tp " +
+                      std::to_string(grid.tp_size()) + ": " + e.what());
+  }
+  auto model = std::make_unique<TransformerModel>(info.config, grid.tp());
+  CheckpointInfo loaded = load_checkpoint(path, *model, grid);
+  if (info_out) *info_out = std::move(loaded);
+  return model;
+}
+
+}  // namespace unlearn

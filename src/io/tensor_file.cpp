@@ -1,0 +1,817 @@
+// Files of named global tensors in parallel HDF5: collective hyperslab writes and reads, Fletcher32 chunks, V110
+// metadata checksums, the content digest, and the commit protocol of design section 5. io layer.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <set>
+#include <sstream>
+
+#include "collective.h"
+#include "h5.h"
+#include "unlearn/io/checkpoint.h"
+#include "unlearn/util/error.h"
+
+namespace unlearn {
+
+using detail::Collective;
+
+namespace {
+
+constexpr const char* kTensorGroup = "tensors";
+constexpr const char* kDigestAttribute = "content_digest";
+
+// ---- storage types ------------------------------------------------------------------------------------------
+
+std::int64_t element_bytes(StorageType t) {
+  return t == StorageType::kFloat64 ? 8 : t == StorageType::kFloat32 ? 4 : 2;
+}
+
+/// File type of a storage type (little-endian, as h5py writes them).
+h5::Handle file_type(StorageType t) {
+  auto copy = [](hid_t base) {
+    return h5::Handle(h5::check_id(H5Tcopy(base), "H5Tcopy"), h5::Handle::Kind::kDatatype);
+  };
+  switch (t) {
+    case StorageType::kFloat32: return copy(H5T_IEEE_F32LE);
+    case StorageType::kFloat64: return copy(H5T_IEEE_F64LE);
+    case StorageType::kFloat16: return h5::half_type();
+    case StorageType::kBFloat16: return copy(H5T_STD_U16LE);
+  }
+  throw IoError("unknown storage type");
+}
+
+/// Memory type matching an at::Tensor of scalar_type_of(t) on this (little-endian) host.
+h5::Handle memory_type(StorageType t) {
+  auto copy = [](hid_t base) {
+    return h5::Handle(h5::check_id(H5Tcopy(base), "H5Tcopy"), h5::Handle::Kind::kDatatype);
+  };
+  switch (t) {
+    case StorageType::kFloat32: return copy(H5T_NATIVE_FLOAT);
+    case StorageType::kFloat64: return copy(H5T_NATIVE_DOUBLE);
+    case StorageType::kFloat16: return h5::half_type();
+    case StorageType::kBFloat16: return copy(H5T_NATIVE_UINT16);
+  }
+  throw IoError("unknown storage type");
+}
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "16-bit storage types assume a little-endian host");
+
+/// Storage type of a dataset from its HDF5 type and `dtype` attribute.
+StorageType dataset_storage(const h5::Handle& dset, const std::string& name) {
+  const h5::Handle type = h5::dataset_type(dset);
+  const H5T_class_t cls = H5Tget_class(type.id());
+  const std::size_t size = H5Tget_size(type.id());
+  std::string attr;
+  if (h5::attribute_exists(dset.id(), "dtype")) attr = h5::read_string_attribute(dset.id(), "dtype");
+  if (cls == H5T_FLOAT && size == 4) return StorageType::kFloat32;
+  if (cls == H5T_FLOAT && size == 8) return StorageType::kFloat64;
+  if (cls == H5T_FLOAT && size == 2) {
+    std::size_t spos = 0, epos = 0, esize = 0, mpos = 0, msize = 0;
+    h5::check(H5Tget_fields(type.id(), &spos, &epos, &esize, &mpos, &msize), "H5Tget_fields");
+    if (spos == 15 && epos == 10 && esize == 5 && mpos == 0 && msize == 10) return StorageType::kFloat16;
+  }
+  if (cls == H5T_INTEGER && size == 2 && H5Tget_sign(type.id()) == H5T_SGN_NONE && attr == "bf16")
+    return StorageType::kBFloat16;
+  throw IoError("tensor '" + name + "' has an unsupported element type (expected float16/32/64, or uint16 with " +
+                "dtype = bf16)");
+}
+
+// ---- content digest -----------------------------------------------------------------------------------------
+
+std::uint64_t fnv1a64(const std::string& s) {
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+inline std::uint64_t splitmix64(std::uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+template <typename Word>
+std::uint64_t digest_words(const Word* bits, std::uint64_t salt, std::int64_t rows, std::int64_t row_len,
+                           std::int64_t shard_len, std::int64_t global_len, std::int64_t start) {
+  // Local row r = (o, s) covers global elements ((o * global_len + start + s) * row_len + i), i < row_len.
+  return at::parallel_reduce(
+      0, rows, 64, std::uint64_t{0},
+      [&](std::int64_t begin, std::int64_t end, std::uint64_t acc) {
+        for (std::int64_t r = begin; r < end; ++r) {
+          const std::int64_t o = r / shard_len, s = r % shard_len;
+          const auto g0 = static_cast<std::uint64_t>((o * global_len + start + s) * row_len);
+          const Word* w = bits + r * row_len;
+          for (std::int64_t i = 0; i < row_len; ++i)
+            acc += splitmix64((salt + (g0 + static_cast<std::uint64_t>(i)) * 0x9e3779b97f4a7c15ull) ^
+                              static_cast<std::uint64_t>(w[i]));
+        }
+        return acc;
+      },
+      [](std::uint64_t a, std::uint64_t b) { return a + b; });
+}
+
+/// Sum over the block's elements of splitmix64((fnv1a64(name) + g * 0x9e3779b97f4a7c15) ^ bits), mod 2^64, g the
+/// element's row-major index in the global tensor and bits its stored word (docs/checkpoint-format.md).
+std::uint64_t block_digest(const std::string& name, const at::Tensor& stored, const TensorBlock& b) {
+  if (stored.numel() == 0) return 0;
+  const std::int64_t ndim = static_cast<std::int64_t>(b.global_shape.size());
+  const int k = b.shard_dim < 0 ? 0 : b.shard_dim;
+  std::int64_t outer = 1, inner = 1;
+  for (std::int64_t d = 0; d < k; ++d) outer *= b.global_shape[static_cast<std::size_t>(d)];
+  for (std::int64_t d = k + 1; d < ndim; ++d) inner *= b.global_shape[static_cast<std::size_t>(d)];
+  const std::int64_t global_len = b.global_shape[static_cast<std::size_t>(k)];
+  const std::int64_t shard_len = b.shard_dim < 0 ? global_len : stored.size(k);
+  const std::int64_t start = b.shard_dim < 0 ? 0 : b.shard_start;
+  const std::int64_t rows = outer * shard_len;
+  const std::uint64_t salt = fnv1a64(name);
+  switch (stored.element_size()) {
+    case 2: return digest_words(static_cast<const std::uint16_t*>(stored.data_ptr()), salt, rows, inner, shard_len,
+                                global_len, start);
+    case 4: return digest_words(static_cast<const std::uint32_t*>(stored.data_ptr()), salt, rows, inner, shard_len,
+                                global_len, start);
+    default: return digest_words(static_cast<const std::uint64_t*>(stored.data_ptr()), salt, rows, inner,
+                                 shard_len, global_len, start);
+  }
+}
+
+std::string hex64(std::uint64_t v) {
+  char buf[17];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+// ---- shapes and selections ----------------------------------------------------------------------------------
+
+std::string shape_str(const std::vector<std::int64_t>& s) {
+  std::ostringstream os;
+  os << '[';
+  for (std::size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
+  os << ']';
+  return os.str();
+}
+
+std::vector<std::int64_t> local_shape(const TensorBlock& b) { return b.local.sizes().vec(); }
+
+/// The block's local shape implied by its layout: global shape with shard_dim's extent taken from `local`.
+void check_block(const TensorBlock& b) {
+  if (b.name.empty() || b.name.find('/') != std::string::npos || b.name == "." || b.name == "..")
+    throw IoError("invalid tensor name '" + b.name + "' (names are non-empty and contain no '/')");
+  if (b.global_shape.empty())
+    throw IoError("tensor '" + b.name + "': 0-dimensional tensors are not stored (use an attribute)");
+  if (!b.local.defined()) throw IoError("tensor '" + b.name + "': no local tensor");
+  const auto local = local_shape(b);
+  const std::int64_t ndim = static_cast<std::int64_t>(b.global_shape.size());
+  bool ok = static_cast<std::int64_t>(local.size()) == ndim && b.shard_dim < ndim;
+  for (std::int64_t d = 0; ok && d < ndim; ++d) {
+    const auto du = static_cast<std::size_t>(d);
+    if (d == b.shard_dim)
+      ok = b.shard_start >= 0 && b.shard_start + local[du] <= b.global_shape[du];
+    else
+      ok = local[du] == b.global_shape[du];
+  }
+  if (!ok)
+    throw IoError("tensor '" + b.name + "': local block " + shape_str(local) + " at offset " +
+                  std::to_string(b.shard_start) + " along dim " + std::to_string(b.shard_dim) +
+                  " does not fit the global shape " + shape_str(b.global_shape));
+}
+
+std::vector<hsize_t> to_hsize(const std::vector<std::int64_t>& v) { return {v.begin(), v.end()}; }
+
+/// Selects the block in the file space (and the whole memory space), or nothing when `take` is false.
+void select_block(const h5::Handle& file_space, const h5::Handle& mem_space, const TensorBlock& b, bool take) {
+  if (!take || b.local.numel() == 0) {
+    h5::check(H5Sselect_none(file_space.id()), "H5Sselect_none");
+    h5::check(H5Sselect_none(mem_space.id()), "H5Sselect_none");
+    return;
+  }
+  std::vector<hsize_t> start(b.global_shape.size(), 0);
+  if (b.shard_dim >= 0) start[static_cast<std::size_t>(b.shard_dim)] = static_cast<hsize_t>(b.shard_start);
+  const std::vector<hsize_t> count = to_hsize(local_shape(b));
+  h5::check(H5Sselect_hyperslab(file_space.id(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr),
+            "H5Sselect_hyperslab");
+}
+
+/// Chunk shape of about `target` bytes. Shrinks the shard dimension first (chunks then follow TP shard borders and
+/// a rank reads few chunks it does not need), to a power of two so that typical shard sizes are multiples of it.
+std::vector<hsize_t> chunk_shape(const std::vector<std::int64_t>& shape, int shard_dim, std::int64_t elem,
+                                 std::int64_t target) {
+  std::vector<hsize_t> c;
+  for (auto x : shape) c.push_back(static_cast<hsize_t>(std::max<std::int64_t>(x, 1)));
+  std::vector<std::size_t> order;
+  order.push_back(static_cast<std::size_t>(std::max(shard_dim, 0)));
+  for (std::size_t d = 0; d < c.size(); ++d)
+    if (d != order[0]) order.push_back(d);
+  auto bytes = [&] {
+    hsize_t n = static_cast<hsize_t>(elem);
+    for (auto x : c) n *= x;
+    return n;
+  };
+  const auto limit = static_cast<hsize_t>(std::max<std::int64_t>(target, elem));
+  for (std::size_t d : order) {
+    if (bytes() <= limit) break;
+    const hsize_t other = bytes() / c[d];
+    hsize_t n = std::max<hsize_t>(1, limit / other);
+    hsize_t pow2 = 1;
+    while (pow2 * 2 <= n) pow2 *= 2;
+    c[d] = pow2;
+  }
+  return c;
+}
+
+// ---- file access --------------------------------------------------------------------------------------------
+
+h5::Handle file_access(const Collective& coll) {
+  h5::Handle fapl = h5::plist(H5P_FILE_ACCESS);
+  if (coll.comm() != MPI_COMM_NULL) {
+    h5::check(H5Pset_fapl_mpio(fapl.id(), coll.comm(), MPI_INFO_NULL), "H5Pset_fapl_mpio");
+    // Metadata is read once by rank 0 and broadcast, and written collectively: no open storm at scale.
+    h5::check(H5Pset_all_coll_metadata_ops(fapl.id(), true), "H5Pset_all_coll_metadata_ops");
+    h5::check(H5Pset_coll_metadata_write(fapl.id(), true), "H5Pset_coll_metadata_write");
+  }
+  // V110 object headers, superblock and B-trees carry checksums.
+  h5::check(H5Pset_libver_bounds(fapl.id(), H5F_LIBVER_V110, H5F_LIBVER_V110), "H5Pset_libver_bounds");
+  return fapl;
+}
+
+h5::Handle transfer(const Collective& coll) {
+  h5::Handle dxpl = h5::plist(H5P_DATASET_XFER);
+  if (coll.comm() != MPI_COMM_NULL)
+    h5::check(H5Pset_dxpl_mpio(dxpl.id(), H5FD_MPIO_COLLECTIVE), "H5Pset_dxpl_mpio");
+  return dxpl;
+}
+
+std::string base_name(const std::string& path) {
+  const auto slash = path.find_last_of('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+std::string dir_name(const std::string& path) {
+  const auto slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+std::string errno_text(int err) { return std::strerror(err); }
+
+/// Opens an existing file read-only, collectively; the status is agreed.
+h5::Handle open_for_read(const std::string& path, const Collective& coll) {
+  h5::init_error_handling();
+  h5::Handle file;
+  coll.run([&] {
+    if (is_temporary_checkpoint_name(path))
+      throw IoError("'" + path + "' is a temporary file of an unfinished or failed checkpoint write; it is never " +
+                    "loaded (remove it, or load the last committed checkpoint)");
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0)
+      throw IoError("cannot open checkpoint '" + path + "': " + errno_text(errno));
+    if (!S_ISREG(st.st_mode)) throw IoError("checkpoint '" + path + "' is not a regular file");
+  });
+  coll.run([&] {
+    h5::Handle fapl = file_access(coll);
+    const hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.id());
+    if (id < 0) h5::fail("cannot open checkpoint '" + path + "' as HDF5");
+    file = h5::Handle(id, h5::Handle::Kind::kFile);
+  });
+  return file;
+}
+
+TensorInfo describe_dataset(hid_t group, const std::string& name) {
+  TensorInfo t;
+  t.name = name;
+  h5::Handle dset(H5Dopen2(group, name.c_str(), H5P_DEFAULT), h5::Handle::Kind::kDataset);
+  if (!dset.valid()) h5::fail("cannot open tensor '" + name + "'");
+  for (auto d : h5::extent(h5::dataset_space(dset))) t.shape.push_back(static_cast<std::int64_t>(d));
+  t.storage = dataset_storage(dset, name);
+  h5::Handle dcpl(h5::check_id(H5Dget_create_plist(dset.id()), "H5Dget_create_plist"), h5::Handle::Kind::kPlist);
+  if (H5Pget_layout(dcpl.id()) == H5D_CHUNKED) {
+    std::vector<hsize_t> chunk(t.shape.size());
+    h5::check(H5Pget_chunk(dcpl.id(), static_cast<int>(chunk.size()), chunk.data()), "H5Pget_chunk");
+    t.chunk.assign(chunk.begin(), chunk.end());
+  }
+  const int nfilters = h5::check(H5Pget_nfilters(dcpl.id()), "H5Pget_nfilters");
+  for (int i = 0; i < nfilters; ++i) {
+    unsigned flags = 0;
+    std::size_t nelem = 0;
+    const H5Z_filter_t f = H5Pget_filter2(dcpl.id(), static_cast<unsigned>(i), &flags, &nelem, nullptr, 0, nullptr,
+                                          nullptr);
+    if (f == H5Z_FILTER_FLETCHER32) t.fletcher32 = true;
+  }
+  return t;
+}
+
+/// Reads the whole metadata of an open file. Every rank makes the same calls (collective metadata reads).
+FileInfo read_info(hid_t file, const std::string& path) {
+  FileInfo info;
+  info.path = path;
+  for (const auto& name : h5::attribute_names(file)) {
+    switch (h5::attribute_class(file, name)) {
+      case h5::AttributeClass::kString: info.attributes[name] = h5::read_string_attribute(file, name); break;
+      case h5::AttributeClass::kInteger: info.attributes[name] = h5::read_int_attribute(file, name); break;
+      case h5::AttributeClass::kFloat: info.attributes[name] = h5::read_float_attribute(file, name); break;
+      case h5::AttributeClass::kOther: info.attributes[name] = std::string("<unsupported attribute type>"); break;
+    }
+  }
+  if (!h5::link_exists(file, kTensorGroup)) throw IoError("'" + path + "' has no '/tensors' group: not a checkpoint");
+  h5::Handle group = h5::open_group(file, kTensorGroup);
+  for (const auto& name : h5::list_links(group.id())) info.tensors.push_back(describe_dataset(group.id(), name));
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0) info.file_bytes = static_cast<std::int64_t>(st.st_size);
+  return info;
+}
+
+// ---- attributes travel from rank 0 --------------------------------------------------------------------------
+
+std::string encode(const Attributes& attrs) {
+  std::ostringstream os;
+  for (const auto& [key, value] : attrs) {
+    std::string v;
+    char tag = 's';
+    if (const auto* s = std::get_if<std::string>(&value)) {
+      v = *s;
+    } else if (const auto* i = std::get_if<std::int64_t>(&value)) {
+      tag = 'i';
+      v = std::to_string(*i);
+    } else {
+      tag = 'd';
+      std::uint64_t bits = 0;
+      const double d = std::get<double>(value);
+      std::memcpy(&bits, &d, sizeof(bits));
+      v = std::to_string(bits);
+    }
+    os << tag << key.size() << ':' << key << v.size() << ':' << v;
+  }
+  return os.str();
+}
+
+Attributes decode(const std::string& s) {
+  Attributes out;
+  std::size_t pos = 0;
+  auto field = [&] {
+    const auto colon = s.find(':', pos);
+    const std::size_t n = std::stoull(s.substr(pos, colon - pos));
+    std::string f = s.substr(colon + 1, n);
+    pos = colon + 1 + n;
+    return f;
+  };
+  while (pos < s.size()) {
+    const char tag = s[pos++];
+    std::string key = field();
+    std::string v = field();
+    if (tag == 's') {
+      out[key] = v;
+    } else if (tag == 'i') {
+      out[key] = static_cast<std::int64_t>(std::stoll(v));
+    } else {
+      const std::uint64_t bits = std::stoull(v);
+      double d = 0;
+      std::memcpy(&d, &bits, sizeof(d));
+      out[key] = d;
+    }
+  }
+  return out;
+}
+
+void write_attributes(hid_t obj, const Attributes& attrs) {
+  for (const auto& [key, value] : attrs) {
+    if (const auto* s = std::get_if<std::string>(&value)) {
+      h5::write_attribute(obj, key, *s);
+    } else if (const auto* i = std::get_if<std::int64_t>(&value)) {
+      h5::write_attribute(obj, key, *i);
+    } else {
+      h5::write_attribute(obj, key, std::get<double>(value));
+    }
+  }
+}
+
+// ---- commit -------------------------------------------------------------------------------------------------
+
+std::string job_id() {
+  std::string id;
+  if (const char* s = std::getenv("SLURM_JOB_ID"); s && *s) id = s;
+  else id = "pid" + std::to_string(::getpid());
+  for (char& c : id)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-') c = '_';
+  return id;
+}
+
+std::string nonce() {
+  std::random_device rd;
+  const std::uint64_t v = (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
+  return hex64(v);
+}
+
+void fsync_path(const std::string& path, bool directory) {
+  const int fd = ::open(path.c_str(), O_RDONLY | (directory ? O_DIRECTORY : 0));
+  if (fd < 0) throw IoError("cannot open '" + path + "' to sync it: " + errno_text(errno));
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  // Some filesystems cannot sync a directory (EINVAL); the rename is then as durable as they make it.
+  if (rc != 0 && !(directory && err == EINVAL)) throw IoError("fsync of '" + path + "' failed: " + errno_text(err));
+}
+
+/// rename(2) that never replaces an existing file: renameat2(RENAME_NOREPLACE), or link + unlink where the
+/// filesystem lacks it.
+void rename_no_replace(const std::string& from, const std::string& to) {
+  if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) == 0) return;
+  int err = errno;
+  if (err == EEXIST) throw IoError("'" + to + "' already exists; checkpoint names are never reused");
+  if (err != EINVAL && err != ENOSYS && err != ENOTSUP)
+    throw IoError("cannot rename '" + from + "' to '" + to + "': " + errno_text(err));
+  if (::link(from.c_str(), to.c_str()) != 0) {
+    err = errno;
+    if (err == EEXIST) throw IoError("'" + to + "' already exists; checkpoint names are never reused");
+    throw IoError("cannot link '" + from + "' to '" + to + "': " + errno_text(err));
+  }
+  ::unlink(from.c_str());
+}
+
+struct Writer {
+  const Collective& coll;
+  const std::vector<TensorBlock>& blocks;
+  const WriteOptions& options;
+  std::vector<StorageType> storage;
+
+  std::uint64_t write_tensor(hid_t group, const h5::Handle& dxpl, std::size_t i) {
+    const TensorBlock& b = blocks[i];
+    const StorageType st = storage[i];
+    h5::Handle space = h5::dataspace(to_hsize(b.global_shape));
+    h5::Handle dcpl = h5::plist(H5P_DATASET_CREATE);
+    const auto chunk = chunk_shape(b.global_shape, b.shard_dim, element_bytes(st), options.chunk_bytes);
+    h5::check(H5Pset_chunk(dcpl.id(), static_cast<int>(chunk.size()), chunk.data()), "H5Pset_chunk");
+    h5::check(H5Pset_fletcher32(dcpl.id()), "H5Pset_fletcher32");
+    h5::check(H5Pset_obj_track_times(dcpl.id(), false), "H5Pset_obj_track_times");
+    // Every element is written (coverage is checked), so fill values would only cost a pass over the file.
+    h5::check(H5Pset_fill_time(dcpl.id(), H5D_FILL_TIME_NEVER), "H5Pset_fill_time");
+    h5::Handle ftype = file_type(st);
+    h5::Handle dset(H5Dcreate2(group, b.name.c_str(), ftype.id(), space.id(), H5P_DEFAULT, dcpl.id(), H5P_DEFAULT),
+                    h5::Handle::Kind::kDataset);
+    if (!dset.valid()) h5::fail("cannot create tensor '" + b.name + "'");
+    h5::write_attribute(dset.id(), "dtype", storage_type_name(st));
+
+    // Convert on the host to the storage type; bf16 words go out as uint16.
+    at::Tensor stored = b.local.detach().to(at::kCPU).to(scalar_type_of(st)).contiguous();
+    h5::Handle mem_space = h5::dataspace(to_hsize(local_shape(b)));
+    h5::Handle file_space = h5::dataset_space(dset);
+    select_block(file_space, mem_space, b, b.owner);
+    h5::Handle mtype = memory_type(st);
+    const std::uint16_t dummy = 0;  // HDF5 wants a buffer even for an empty selection
+    const void* data = stored.numel() > 0 ? stored.data_ptr() : &dummy;
+    h5::check(H5Dwrite(dset.id(), mtype.id(), mem_space.id(), file_space.id(), dxpl.id(), data),
+              "cannot write tensor '" + b.name + "'");
+    dset.close("cannot close tensor '" + b.name + "'");
+    return b.owner ? block_digest(b.name, stored, b) : 0;
+  }
+};
+
+}  // namespace
+
+// ---- public -------------------------------------------------------------------------------------------------
+
+std::string storage_type_name(StorageType t) {
+  switch (t) {
+    case StorageType::kFloat32: return "float32";
+    case StorageType::kFloat64: return "float64";
+    case StorageType::kFloat16: return "float16";
+    case StorageType::kBFloat16: return "bf16";
+  }
+  return "?";
+}
+
+StorageType parse_storage_type(const std::string& name) {
+  if (name == "float32" || name == "f32") return StorageType::kFloat32;
+  if (name == "float64" || name == "f64") return StorageType::kFloat64;
+  if (name == "float16" || name == "f16") return StorageType::kFloat16;
+  if (name == "bf16" || name == "bfloat16") return StorageType::kBFloat16;
+  throw ConfigError("unknown storage dtype '" + name + "' (expected float32, float64, float16 or bf16)");
+}
+
+StorageType storage_type_of(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return StorageType::kFloat32;
+    case at::kDouble: return StorageType::kFloat64;
+    case at::kHalf: return StorageType::kFloat16;
+    case at::kBFloat16: return StorageType::kBFloat16;
+    default: break;
+  }
+  std::ostringstream os;
+  os << "tensors of dtype " << t << " cannot be stored in a checkpoint (floating types only)";
+  throw ConfigError(os.str());
+}
+
+at::ScalarType scalar_type_of(StorageType t) {
+  switch (t) {
+    case StorageType::kFloat32: return at::kFloat;
+    case StorageType::kFloat64: return at::kDouble;
+    case StorageType::kFloat16: return at::kHalf;
+    case StorageType::kBFloat16: return at::kBFloat16;
+  }
+  return at::kFloat;
+}
+
+std::string attribute_to_string(const AttributeValue& v) {
+  if (const auto* s = std::get_if<std::string>(&v)) return *s;
+  if (const auto* i = std::get_if<std::int64_t>(&v)) return std::to_string(*i);
+  std::ostringstream os;
+  os.precision(17);
+  os << std::get<double>(v);
+  return os.str();
+}
+
+const TensorInfo* FileInfo::find(const std::string& name) const {
+  for (const auto& t : tensors)
+    if (t.name == name) return &t;
+  return nullptr;
+}
+
+bool VerifyResult::ok() const {
+  for (const auto& e : tensor_errors)
+    if (!e.empty()) return false;
+  return digest_stored == digest_computed;
+}
+
+bool is_temporary_checkpoint_name(const std::string& path) {
+  const std::string name = base_name(path);
+  const auto pos = name.rfind(".tmp.");
+  if (pos == std::string::npos) return false;
+  const std::string rest = name.substr(pos + 5);  // <jobid>.<16 hex>
+  const auto dot = rest.rfind('.');
+  if (dot == std::string::npos || dot == 0 || rest.size() - dot - 1 != 16) return false;
+  for (std::size_t i = 0; i < dot; ++i)
+    if (!std::isalnum(static_cast<unsigned char>(rest[i])) && rest[i] != '_' && rest[i] != '-') return false;
+  for (std::size_t i = dot + 1; i < rest.size(); ++i)
+    if (!std::isdigit(static_cast<unsigned char>(rest[i])) && !(rest[i] >= 'a' && rest[i] <= 'f')) return false;
+  return true;
+}
+
+std::string write_tensor_file(const std::string& final_path, Communicator& world, const Attributes& attributes,
+                              const std::vector<TensorBlock>& blocks, const WriteOptions& options) {
+  h5::init_error_handling();
+  const Collective coll(world);
+  Writer writer{coll, blocks, options, {}};
+
+  // 1. Inputs: valid blocks, the same tensor list on every rank, every element owned exactly once.
+  coll.run([&] {
+    if (is_temporary_checkpoint_name(final_path))
+      throw IoError("refusing to write a checkpoint under the temporary name '" + final_path + "'");
+    std::set<std::string> names;
+    for (const auto& b : blocks) {
+      check_block(b);
+      if (!names.insert(b.name).second) throw IoError("tensor '" + b.name + "' is listed twice");
+      writer.storage.push_back(options.storage ? *options.storage : storage_type_of(b.local.scalar_type()));
+    }
+  });
+  std::uint64_t fingerprint = fnv1a64(std::to_string(blocks.size()));
+  for (std::size_t i = 0; i < blocks.size(); ++i) {
+    fingerprint = splitmix64(fingerprint ^ fnv1a64(blocks[i].name + shape_str(blocks[i].global_shape)) ^
+                             static_cast<std::uint64_t>(writer.storage[i]));
+  }
+  std::vector<std::int64_t> owned(blocks.size());
+  for (std::size_t i = 0; i < blocks.size(); ++i) owned[i] = blocks[i].owner ? blocks[i].local.numel() : 0;
+  coll.sum(owned);
+  coll.run([&] {
+    if (!coll.same_everywhere(fingerprint))
+      throw IoError("ranks disagree about the tensors of checkpoint '" + final_path + "'");
+    for (std::size_t i = 0; i < blocks.size(); ++i) {
+      std::int64_t n = 1;
+      for (auto d : blocks[i].global_shape) n *= d;
+      if (owned[i] != n)
+        throw IoError("tensor '" + blocks[i].name + "': owners hold " + std::to_string(owned[i]) + " of its " +
+                      std::to_string(n) + " elements (each element needs exactly one owner)");
+    }
+  });
+
+  // 2. Rank 0 checks the final name and picks the temporary name in the same directory (rename stays atomic).
+  std::string temp;
+  coll.run([&] {
+    if (coll.rank() != 0) return;
+    struct stat st {};
+    if (::lstat(final_path.c_str(), &st) == 0)
+      throw IoError("checkpoint '" + final_path + "' already exists; checkpoint names are never reused");
+    const std::string dir = dir_name(final_path);
+    if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+      throw IoError("cannot write checkpoint '" + final_path + "': directory '" + dir + "' does not exist");
+    temp = final_path + ".tmp." + job_id() + "." + nonce();
+  });
+  temp = coll.broadcast(temp, 0);
+  // A rank that has to abort the job (Collective::run) removes the temporary file itself.
+  coll.set_abandon_hook([temp] { ::unlink(temp.c_str()); });
+  const Attributes attrs = decode(coll.broadcast(encode(attributes), 0));
+
+  // 3. Write. Each step's status is agreed before the next collective, so a failure on one rank never leaves the
+  //    others waiting; on failure the file is closed collectively and rank 0 removes it.
+  h5::Handle file;
+  bool created = false;
+  std::uint64_t digest = 0;
+  auto cleanup_and_rethrow = [&] {
+    // Every rank agreed on the failure (Collective::run), so the close is collective again. Truncating the file
+    // first gives a full filesystem room for the metadata the close flushes; the file is removed anyway.
+    if (coll.rank() == 0 && created && file.valid()) static_cast<void>(::truncate(temp.c_str(), 0));
+    coll.barrier();
+    file.reset();
+    if (coll.rank() == 0 && created) ::unlink(temp.c_str());
+    coll.set_abandon_hook({});
+    throw;
+  };
+  // Failures from here on name the checkpoint, and point at a full filesystem (MPI-IO reports only "write failed").
+  auto step = [&](const std::function<void()>& body) {
+    coll.run([&] {
+      try {
+        body();
+      } catch (const ConfigError&) {
+        throw;
+      } catch (const std::exception& e) {
+        std::string hint;
+        struct statvfs fs {};
+        if (::statvfs(dir_name(final_path).c_str(), &fs) == 0 &&
+            static_cast<double>(fs.f_bavail) * static_cast<double>(fs.f_frsize) < (1 << 20))
+          hint = " (no space left on the filesystem of '" + dir_name(final_path) + "')";
+        throw IoError("writing checkpoint '" + final_path + "': " + e.what() + hint);
+      }
+    });
+  };
+  try {
+    step([&] {
+      h5::Handle fcpl = h5::plist(H5P_FILE_CREATE);
+      h5::check(H5Pset_obj_track_times(fcpl.id(), false), "H5Pset_obj_track_times");
+      // Root attributes stay in the (checksummed) object header instead of moving to dense storage.
+      h5::check(H5Pset_attr_phase_change(fcpl.id(), 65535, 0), "H5Pset_attr_phase_change");
+      h5::Handle fapl = file_access(coll);
+      const hid_t id = H5Fcreate(temp.c_str(), H5F_ACC_EXCL, fcpl.id(), fapl.id());
+      if (id < 0) h5::fail("cannot create '" + temp + "'");
+      file = h5::Handle(id, h5::Handle::Kind::kFile);
+    });
+    created = true;
+    h5::Handle group;
+    step([&] {
+      write_attributes(file.id(), attrs);
+      group = h5::create_group(file.id(), kTensorGroup);
+    });
+    const h5::Handle dxpl = transfer(coll);
+    for (std::size_t i = 0; i < blocks.size(); ++i) {
+      step([&] { digest += writer.write_tensor(group.id(), dxpl, i); });
+      if (options.on_tensor_written) options.on_tensor_written(i, blocks[i].name);
+    }
+    digest = coll.sum_wrapping(digest);
+    step([&] {
+      group.close("cannot close group '/tensors'");
+      h5::write_attribute(file.id(), kDigestAttribute, hex64(digest));
+      h5::check(H5Fflush(file.id(), H5F_SCOPE_GLOBAL), "cannot flush '" + temp + "'");
+    });
+    step([&] { file.close("cannot close '" + temp + "'"); });
+    // 4. Durable before visible: rank 0 syncs the file (MPI-IO wrote it from every rank), renames it without
+    //    replacing anything, and syncs the directory so the new name survives a crash.
+    step([&] {
+      if (coll.rank() != 0) return;
+      fsync_path(temp, false);
+      rename_no_replace(temp, final_path);
+      created = false;
+      fsync_path(dir_name(final_path), true);
+    });
+  } catch (...) {
+    cleanup_and_rethrow();
+  }
+  coll.set_abandon_hook({});
+  coll.barrier();
+  return hex64(digest);
+}
+
+FileInfo read_file_info(const std::string& path, Communicator& world) {
+  const Collective coll(world);
+  h5::Handle file = open_for_read(path, coll);
+  FileInfo info;
+  coll.run([&] { info = read_info(file.id(), path); });
+  coll.run([&] { file.close("cannot close '" + path + "'"); });
+  return info;
+}
+
+namespace {
+
+/// Reads one block (every rank, one collective call) into a buffer of the storage type; returns the buffer.
+at::Tensor read_block(hid_t group, const h5::Handle& dxpl, const TensorBlock& b, const TensorInfo& t, bool take) {
+  h5::Handle dset(H5Dopen2(group, b.name.c_str(), H5P_DEFAULT), h5::Handle::Kind::kDataset);
+  if (!dset.valid()) h5::fail("cannot open tensor '" + b.name + "'");
+  at::Tensor buf = at::empty(local_shape(b), at::TensorOptions().dtype(scalar_type_of(t.storage)));
+  h5::Handle mem_space = h5::dataspace(to_hsize(local_shape(b)));
+  h5::Handle file_space = h5::dataset_space(dset);
+  select_block(file_space, mem_space, b, take);
+  h5::Handle mtype = memory_type(t.storage);
+  std::uint16_t dummy = 0;
+  void* data = buf.numel() > 0 ? buf.data_ptr() : &dummy;
+  if (H5Dread(dset.id(), mtype.id(), mem_space.id(), file_space.id(), dxpl.id(), data) < 0)
+    h5::fail("tensor '" + b.name + "' is corrupt or unreadable");
+  return buf;
+}
+
+}  // namespace
+
+void read_tensor_blocks(const std::string& path, Communicator& world, std::vector<TensorBlock>& blocks,
+                        bool verify_digest) {
+  const Collective coll(world);
+  h5::Handle file = open_for_read(path, coll);
+  try {
+    FileInfo info;
+    coll.run([&] {
+      info = read_info(file.id(), path);
+      for (const auto& b : blocks) {
+        check_block(b);
+        const TensorInfo* t = info.find(b.name);
+        if (!t) throw IoError("checkpoint '" + path + "' has no tensor '" + b.name + "'");
+        if (t->shape != b.global_shape)
+          throw IoError("tensor '" + b.name + "' has shape " + shape_str(t->shape) + " in '" + path +
+                        "', expected " + shape_str(b.global_shape));
+      }
+    });
+    h5::Handle group;
+    coll.run([&] { group = h5::open_group(file.id(), kTensorGroup); });
+    const h5::Handle dxpl = transfer(coll);
+    std::uint64_t digest = 0;
+    for (auto& b : blocks) {
+      const TensorInfo& t = *info.find(b.name);
+      coll.run([&] {
+        at::Tensor buf = read_block(group.id(), dxpl, b, t, true);
+        if (verify_digest && b.owner) digest += block_digest(b.name, buf, b);
+        at::NoGradGuard no_grad;
+        b.local.detach().copy_(buf);
+      });
+    }
+    if (verify_digest) {
+      digest = coll.sum_wrapping(digest);
+      coll.run([&] {
+        const auto it = info.attributes.find(kDigestAttribute);
+        const std::string stored = it == info.attributes.end() ? "" : attribute_to_string(it->second);
+        if (stored != hex64(digest))
+          throw IoError("checkpoint '" + path + "': content digest " + hex64(digest) + " of the data read differs "
+                        "from the stored " + (stored.empty() ? std::string("(none)") : stored));
+      });
+    }
+    coll.run([&] { group.close("cannot close group"); });
+    coll.run([&] { file.close("cannot close '" + path + "'"); });
+  } catch (...) {
+    file.reset();
+    throw;
+  }
+}
+
+VerifyResult verify_tensor_file(const std::string& path, Communicator& world, const FileInfo& info) {
+  const Collective coll(world);
+  h5::Handle file = open_for_read(path, coll);
+  VerifyResult result;
+  result.tensor_errors.resize(info.tensors.size());
+  try {
+    h5::Handle group;
+    coll.run([&] { group = h5::open_group(file.id(), kTensorGroup); });
+    const h5::Handle dxpl = transfer(coll);
+    std::uint64_t digest = 0;
+    for (std::size_t i = 0; i < info.tensors.size(); ++i) {
+      const TensorInfo& t = info.tensors[i];
+      if (t.shape.empty()) {
+        result.tensor_errors[i] = "0-dimensional dataset";
+        continue;
+      }
+      // Rows of dim 0 split across the ranks: every element is read (and its chunk checksummed) once.
+      TensorBlock b;
+      b.name = t.name;
+      b.global_shape = t.shape;
+      b.shard_dim = 0;
+      const Range r = split_range(t.shape[0], coll.size(), coll.rank());
+      b.shard_start = r.start;
+      std::vector<std::int64_t> shape = t.shape;
+      shape[0] = r.size;
+      b.local = at::empty(shape, at::TensorOptions().dtype(scalar_type_of(t.storage)));
+      try {
+        coll.run([&] {
+          at::Tensor buf = read_block(group.id(), dxpl, b, t, true);
+          digest += block_digest(b.name, buf, b);
+        });
+      } catch (const Error& e) {
+        result.tensor_errors[i] = e.what();
+      }
+    }
+    result.digest_computed = hex64(coll.sum_wrapping(digest));
+    const auto it = info.attributes.find(kDigestAttribute);
+    result.digest_stored = it == info.attributes.end() ? "" : attribute_to_string(it->second);
+    coll.run([&] { group.close("cannot close group"); });
+    coll.run([&] { file.close("cannot close '" + path + "'"); });
+  } catch (...) {
+    file.reset();
+    throw;
+  }
+  return result;
+}
+
+}  // namespace unlearn
