@@ -55,3 +55,15 @@ function(unlearn_add_script_test)
   set_tests_properties(${T_NAME} PROPERTIES TIMEOUT ${T_TIMEOUT} LABELS "${T_LABELS}"
                        ENVIRONMENT "${UNLEARN_MPI_TEST_ENV};MPIEXEC=${MPIEXEC_EXECUTABLE};UNLEARN_BIN=$<TARGET_FILE:unlearn>")
 endfunction()
+
+# unlearn_add_unit_test(TARGET [TIMEOUT s]): one CTest entry runs the whole GoogleTest executable (label "unit").
+# One process per executable, not per test case: each LibTorch process start costs about a second, which
+# dominated CI time with one process per case.
+function(unlearn_add_unit_test TARGET)
+  cmake_parse_arguments(T "" "TIMEOUT" "" ${ARGN})
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT 600)
+  endif()
+  add_test(NAME ${TARGET} COMMAND ${TARGET} --gtest_color=no)
+  set_tests_properties(${TARGET} PROPERTIES LABELS unit TIMEOUT ${T_TIMEOUT} ENVIRONMENT "OMP_NUM_THREADS=1")
+endfunction()

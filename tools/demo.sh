@@ -2,9 +2,9 @@
 # The README's first command: install what is missing, build, and run the main job on the embedded default at
 # 2 MPI ranks. Idempotent.
 #
-# Status: the unlearning engine (issues "models", "checkpoints", "corpora", "engine") has not landed yet, so this
-# runs the most complete real pipeline that exists today: the 2-rank process grid with its placement table, and the
-# communication benchmark of the Communicator every later stage runs on. No step is a placeholder.
+# Status: the trainer (issue 5) has not landed, so the model is freshly initialised, not trained: the pipeline
+# below is real end to end (a real corpus with planted canaries, a TP = 2 checkpoint, a Newton-type removal with its
+# audit report), but exposure before/after is not meaningful until a trained model exists.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${UNLEARN_BUILD_DIR:-$root/build}
@@ -16,14 +16,35 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS
 cmake -S "$root" -B "$build" -G Ninja >/dev/null
 cmake --build "$build" -j 2 --target unlearn
 
-mkdir -p "$out"
+rm -rf "$out" && mkdir -p "$out/corpus"
+bin=$build/src/app/unlearn
 mpi=(mpiexec -n 2 --oversubscribe --bind-to none)
-echo "== unlearn info: the 2-rank grid (tp 2) =="
-"${mpi[@]}" "$build/src/app/unlearn" info --tp 2 --metrics "$out/metrics.jsonl"
+# The real corpus of the default: fortunes-min's riddles and literature (Debian package fortunes-min).
+cp /usr/share/games/fortunes/riddles /usr/share/games/fortunes/literature "$out/corpus/"
+
+echo "== 1. the 2-rank grid =="
+"${mpi[@]}" "$bin" info --tp 2
 echo
-echo "== unlearn bench comm: Communicator all-reduce vs raw MPI_Allreduce, 2 ranks =="
-"${mpi[@]}" "$build/src/app/unlearn" bench comm --min-bytes 4K --max-bytes 16M --reps 20 \
-  --metrics "$out/metrics.jsonl" --output "$out/bench_comm.md" --log-level warn
+echo "== 2. token dataset with planted canaries (bytes tokenizer) =="
+"$bin" prepare-data --corpus fortunes --corpus-dir "$out/corpus" --seed 7 --canaries 8 --canary-tuning 2 \
+  --canary-repeats 5 --canary-references 200 --output "$out/dataset.h5" --metrics "$out/metrics.jsonl"
+echo
+echo "== 3. a GPT-2-style model, TP = 2 (freshly initialised: the trainer has not landed yet) =="
+"${mpi[@]}" "$bin" init --tp 2 --d-model 64 --n-heads 4 --n-layers 2 --d-ff 256 --max-positions 128 \
+  --output "$out/model.h5" --metrics "$out/metrics.jsonl"
+echo
+echo "== 4. remove the canary documents: Fisher Removal, 2 ranks (TP = 2) =="
+"${mpi[@]}" "$bin" forget --tp 2 --checkpoint "$out/model.h5" --dataset "$out/dataset.h5" --forget-canaries \
+  --method fisher-removal --damping 1e-3 --retain-sample 32 --output "$out/model-unlearned.h5" \
+  --metrics "$out/metrics.jsonl"
+echo
+echo "== 5. the same with Newton-CG on the Gauss-Newton curvature =="
+"${mpi[@]}" "$bin" forget --tp 2 --checkpoint "$out/model.h5" --dataset "$out/dataset.h5" --forget-canaries \
+  --method newton-cg --curvature ggn --damping 1e-3 --cg-max-iters 10 --retain-sample 32 \
+  --output "$out/model-newton-cg.h5" --metrics "$out/metrics.jsonl"
+echo
+echo "== 6. Communicator all-reduce vs raw MPI_Allreduce, 2 ranks =="
+"${mpi[@]}" "$bin" bench comm --min-bytes 4K --max-bytes 4M --reps 20 --output "$out/bench_comm.md" --log-level warn
 cat "$out/bench_comm.md"
 echo
-echo "demo: outputs in $out (bench_comm.md, metrics.jsonl)"
+echo "demo: outputs in $out (dataset.h5, model*.h5, *.report.json, bench_comm.md, metrics.jsonl)"

@@ -9,6 +9,7 @@
 #include <boost/version.hpp>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -109,6 +110,7 @@ std::vector<std::string> version_lines() {
   int len = 0;
   MPI_Get_library_version(mpi, &len);
   std::string mpi_line(mpi, static_cast<std::size_t>(len));
+  mpi_line.resize(std::strlen(mpi_line.c_str()));  // Open MPI counts the terminating NUL in len
   if (auto nl = mpi_line.find_first_of("\r\n"); nl != std::string::npos) mpi_line.resize(nl);
   out.push_back("MPI " + mpi_line);
   unsigned maj = 0, min = 0, rel = 0;

@@ -13,17 +13,7 @@ mkdir -p "$tmp/fortunes" "$tmp/empty" "$tmp/tok"
 cp $src/riddles $src/literature $src/riddles.dat "$tmp/fortunes/"
 printf '%%\n\n%%\n' > "$tmp/empty/nothing"
 
-check() {  # check NAME EXPECTED_RC REGEX -- command...
-  local name=$1 want=$2 re=$3
-  shift 4
-  "$@" >"$tmp/out" 2>&1
-  local rc=$?
-  if [ "$rc" -ne "$want" ] || ! grep -Eq -- "$re" "$tmp/out"; then
-    echo "FAIL $name: rc $rc (want $want), output:"; sed 's/^/    /' "$tmp/out"; fail=1
-  else
-    echo "ok   $name"
-  fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/../common/check.sh"
 one_error() {
   [ "$(grep -c 'error:' "$tmp/out")" -eq 1 ] || { echo "FAIL $1: expected one error line from 2 ranks"; cat "$tmp/out"; fail=1; }
 }

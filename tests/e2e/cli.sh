@@ -7,17 +7,7 @@ fail=0
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-check() {  # check NAME EXPECTED_RC REGEX_IN_OUTPUT -- command...
-  local name=$1 want=$2 re=$3
-  shift 4
-  "$@" >"$tmp/out" 2>&1
-  local rc=$?
-  if [ "$rc" -ne "$want" ] || ! grep -Eq -- "$re" "$tmp/out"; then
-    echo "FAIL $name: rc $rc (want $want), output:"; sed 's/^/    /' "$tmp/out"; fail=1
-  else
-    echo "ok   $name"
-  fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/../common/check.sh"
 count_errors() { grep -c "error:" "$tmp/out"; }
 
 check help 0 "Commands:" -- "$bin" --help

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# `unlearn forget` end to end on real text (fortunes-min) with a tiny initialised GPT-2: prepare a dataset with
+# planted canaries, init a checkpoint, remove the canary documents with fisher-removal and newton-cg at 1 and 2
+# ranks (TP = 2); the output checkpoints and reports exist, the report names documents by id only, the forget loss
+# rises, and bad input (unknown id, existing output) fails with one message. Env: UNLEARN_BIN, MPIEXEC.
+set -u
+bin=${UNLEARN_BIN:?} mpi2="${MPIEXEC:-mpiexec} -n 2 --oversubscribe --bind-to none"
+src=/usr/share/games/fortunes
+[ -f $src/riddles ] || { echo "SKIP: fortunes-min is not installed (tools/install-deps.sh installs it)"; exit 77; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+mkdir -p "$tmp/fortunes"
+cp $src/riddles $src/riddles.dat "$tmp/fortunes/"
+
+source "$(dirname "${BASH_SOURCE[0]}")/../common/check.sh"
+
+check "prepare-data" 0 "wrote" -- "$bin" prepare-data --corpus fortunes --corpus-dir "$tmp/fortunes" --seed 3 \
+  --canaries 3 --canary-tuning 1 --canary-repeats 4 --canary-references 50 --output "$tmp/ds.h5"
+check "init" 0 "wrote" -- $mpi2 "$bin" init --tp 2 --d-model 32 --n-heads 4 --n-layers 2 --d-ff 64 \
+  --max-positions 64 --dtype float64 --init-std 0.1 --output "$tmp/init.h5"
+common=(--checkpoint "$tmp/init.h5" --dataset "$tmp/ds.h5" --forget-canaries --retain-sample 12 --damping 0.01)
+check "fisher-removal np1" 0 "wrote .*fr1.h5" -- "$bin" forget "${common[@]}" --method fisher-removal --output "$tmp/fr1.h5"
+check "fisher-removal np2 tp2" 0 "wrote .*fr2.h5" -- $mpi2 "$bin" forget --tp 2 "${common[@]}" --method fisher-removal \
+  --output "$tmp/fr2.h5"
+check "newton-cg ggn np2 dp2" 0 "cg +[0-9]+ +rel. residual" -- $mpi2 "$bin" forget "${common[@]}" --method newton-cg \
+  --curvature ggn --cg-max-iters 5 --output "$tmp/ncg.h5"
+check "fisher-forgetting np2" 0 "wrote" -- $mpi2 "$bin" forget --tp 2 "${common[@]}" --method fisher-forgetting \
+  --noise 1e-8 --output "$tmp/ff.h5"
+/usr/bin/python3 - "$tmp" <<'PY' || fail=1
+import json, sys
+tmp = sys.argv[1]
+r1 = json.load(open(tmp + "/fr1.h5.report.json"))
+r2 = json.load(open(tmp + "/fr2.h5.report.json"))
+ff = json.load(open(tmp + "/ff.h5.report.json"))
+for key in ("method", "n_forget", "n_retain", "cg", "update_norm_per_tensor", "forget_document_ids", "phases",
+            "input_digest", "output_digest", "stationarity_ratio", "config"):
+    assert key in r1, key
+assert r1["n_forget"] > 0 and r1["n_retain"] > r1["n_forget"], (r1["n_forget"], r1["n_retain"])
+assert all(isinstance(i, int) for i in r1["forget_document_ids"])
+assert r1["forget_loss_after"] > r1["forget_loss_before"], "removal must raise the forget loss"
+# The same update at TP = 1 and TP = 2 (float64): layouts agree.
+assert abs(r1["update_norm"] - r2["update_norm"]) <= 1e-9 * r1["update_norm"], (r1["update_norm"], r2["update_norm"])
+assert ff["noise_norm"] > 0 and ff["noise_norm_outside_span_u"] > ff["noise_norm_inside_span_u"]
+print("ok   reports: forget loss %.4f -> %.4f, update norm tp1 %.12g tp2 %.12g"
+      % (r1["forget_loss_before"], r1["forget_loss_after"], r1["update_norm"], r2["update_norm"]))
+PY
+grep -q "my secret number" "$tmp"/*.report.json && { echo "FAIL: a report holds canary text"; fail=1; }
+check "unknown forget id" 1 "no document with id 999999" -- $mpi2 "$bin" forget --checkpoint "$tmp/init.h5" \
+  --dataset "$tmp/ds.h5" --forget-ids 999999 --output "$tmp/x.h5"
+[ "$(grep -c 'error:' "$tmp/out")" -eq 1 ] || { echo "FAIL: expected one error line"; fail=1; }
+[ ! -e "$tmp/x.h5" ] || { echo "FAIL: output written despite the error"; fail=1; }
+check "no forget set" 1 "no forget set" -- "$bin" forget --checkpoint "$tmp/init.h5" --dataset "$tmp/ds.h5" --output "$tmp/y.h5"
+check "existing output refused" 1 "exist" -- "$bin" forget "${common[@]}" --output "$tmp/fr1.h5"
+exit $fail
