@@ -122,13 +122,14 @@ class BenchCommand final : public Subcommand {
  public:
   std::string_view name() const override { return "bench"; }
   std::string_view summary() const override {
-    return "benchmarks that print measured ratios: comm (Communicator vs raw MPI), model (gradient, H·v, G·v)";
+    return "benchmarks that print measured ratios: comm (Communicator vs raw MPI), model (gradient, H·v, G·v), "
+           "checkpoint (HDF5 vs dd)";
   }
-  std::string_view usage() const override { return "comm|model"; }
+  std::string_view usage() const override { return "comm|model|checkpoint"; }
 
   void add_options(po::options_description& desc, po::positional_options_description& pos) override {
     desc.add_options()
-        ("what", po::value<std::string>(&what_)->default_value("comm"), "benchmark to run: comm | model")
+        ("what", po::value<std::string>(&what_)->default_value("comm"), "benchmark to run: comm | model | checkpoint")
         ("min-bytes", po::value<std::string>(&min_bytes_)->default_value("4K"), "comm: smallest message (K, M, G)")
         ("max-bytes", po::value<std::string>(&max_bytes_)->default_value("256M"), "comm: largest message; sizes double")
         ("reps", po::value<int>(&reps_), "timed repetitions per measurement (default comm 50, model 3; median reported)")
@@ -137,13 +138,15 @@ class BenchCommand final : public Subcommand {
         ("sizes", po::value<std::string>(&sizes_)->default_value("tiny,5m,30m"),
          "model: comma-separated GPT-2 presets: tiny (0.1M), 5m (4.8M), 30m (28.6M); run at 2 ranks with --tp 2 "
          "to add the TP = 2 vs TP = 1 scaling table")
+        ("ckpt-bytes", po::value<std::string>(&ckpt_bytes_)->default_value("512M"), "checkpoint: size written")
+        ("dir", po::value<std::string>(&dir_)->default_value("."), "checkpoint: directory (filesystem) to measure")
         ("output", po::value<std::string>(&output_), "also write the markdown table to this file (rank 0)");
     pos.add("what", 1);
   }
 
   void validate(const po::variables_map& vm, const CommonOptions&, int) const override {
-    if (what_ != "comm" && what_ != "model")
-      UNLEARN_THROW(ConfigError, "unknown benchmark '" << what_ << "' (available: comm, model)");
+    if (what_ != "comm" && what_ != "model" && what_ != "checkpoint")
+      UNLEARN_THROW(ConfigError, "unknown benchmark '" << what_ << "' (available: comm, model, checkpoint)");
     if (dtype_ != "float32" && dtype_ != "float64")
       UNLEARN_THROW(ConfigError, "--dtype must be float32 or float64, got '" << dtype_ << "'");
     if (vm.count("reps") && reps_ < 1) UNLEARN_THROW(ConfigError, "--reps must be >= 1");
@@ -171,6 +174,14 @@ class BenchCommand final : public Subcommand {
       o.output = output_;
       return run_comm_benchmark(ctx, o);
     }
+    if (what_ == "checkpoint") {
+      CheckpointBenchOptions o;
+      o.bytes = parse_byte_size(ckpt_bytes_, "--ckpt-bytes");
+      o.dir = dir_;
+      if (reps_given) o.reps = reps_;
+      o.output = output_;
+      return run_checkpoint_benchmark(ctx, o);
+    }
     ModelBenchOptions o;
     o.sizes = split_sizes();
     if (reps_given) o.reps = reps_;
@@ -192,7 +203,7 @@ class BenchCommand final : public Subcommand {
       UNLEARN_THROW(ConfigError, "--sizes: unknown model size '" << s << "' (tiny, 5m, 30m)");
   }
 
-  std::string what_, min_bytes_, max_bytes_, dtype_, output_, sizes_;
+  std::string what_, min_bytes_, max_bytes_, dtype_, output_, sizes_, ckpt_bytes_, dir_;
   int reps_ = 0;
   CommBenchOptions comm_;
 };

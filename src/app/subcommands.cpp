@@ -9,6 +9,7 @@ std::vector<std::unique_ptr<Subcommand>> make_subcommands() {
   subs.push_back(make_info_command());
   subs.push_back(make_bench_command());
   subs.push_back(make_inspect_command());
+  subs.push_back(make_convert_command());
   subs.push_back(make_prepare_data_command());
   subs.push_back(make_init_command());
   subs.push_back(make_forget_command());

@@ -92,29 +92,34 @@ std::string checkpoint_file_name(std::int64_t step) {
   return buf;
 }
 
-CheckpointInfo save_checkpoint(const std::string& path, const TransformerModel& model, const ProcessGrid& grid,
-                               const SaveOptions& options) {
+Attributes model_checkpoint_attributes(const ModelConfig& config, StorageType storage, const SaveOptions& options,
+                                      const std::string& rank_layout) {
   Attributes attrs;
   attrs["format"] = std::string(kFormat);
   attrs["format_version"] = kFormatVersion;
   attrs["kind"] = std::string("model");
   attrs["step"] = options.step;
-  const StorageType storage = options.io.storage ? *options.io.storage : storage_type_of(model.config().dtype);
   attrs["dtype"] = storage_type_name(storage);
   attrs["tokenizer"] = options.tokenizer;
-  for (const auto& [key, value] : model.config().to_map())
+  for (const auto& [key, value] : config.to_map())
     if (!runtime_only_key(key)) attrs[kConfigPrefix + key] = value;
 
   const std::string pp = kProvenancePrefix;
   attrs[pp + "git_revision"] = detail::build_git_revision();
   attrs[pp + "unlearn_version"] = std::string("0.1.0");
   attrs[pp + "command_line"] = options.command_line.empty() ? detail::process_command_line() : options.command_line;
-  attrs[pp + "rank_layout"] = grid.describe();
+  attrs[pp + "rank_layout"] = rank_layout;
   attrs[pp + "created_utc"] = detail::utc_now();
   attrs[pp + "input_digest"] = options.input_digest;
   if (options.seed) attrs[pp + "seed"] = std::to_string(*options.seed);
   for (const auto& [key, value] : options.provenance) attrs[pp + key] = value;
+  return attrs;
+}
 
+CheckpointInfo save_checkpoint(const std::string& path, const TransformerModel& model, const ProcessGrid& grid,
+                               const SaveOptions& options) {
+  const StorageType storage = options.io.storage ? *options.io.storage : storage_type_of(model.config().dtype);
+  const Attributes attrs = model_checkpoint_attributes(model.config(), storage, options, grid.describe());
   WriteOptions io = options.io;
   io.storage = storage;
   write_tensor_file(path, grid.world(), attrs, model_blocks(model, grid), io);

@@ -18,6 +18,7 @@
 #include <sstream>
 
 #include "collective.h"
+#include "files.h"
 #include "h5.h"
 #include "unlearn/io/checkpoint.h"
 #include "unlearn/util/error.h"
@@ -25,6 +26,10 @@
 namespace unlearn {
 
 using detail::Collective;
+using detail::base_name;
+using detail::dir_name;
+using detail::fsync_path;
+using detail::rename_no_replace;
 
 namespace {
 
@@ -254,17 +259,6 @@ h5::Handle transfer(const Collective& coll) {
   return dxpl;
 }
 
-std::string base_name(const std::string& path) {
-  const auto slash = path.find_last_of('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
-}
-
-std::string dir_name(const std::string& path) {
-  const auto slash = path.find_last_of('/');
-  if (slash == std::string::npos) return ".";
-  return slash == 0 ? "/" : path.substr(0, slash);
-}
-
 std::string errno_text(int err) { return std::strerror(err); }
 
 /// Opens an existing file read-only, collectively; the status is agreed.
@@ -412,32 +406,6 @@ std::string nonce() {
   std::random_device rd;
   const std::uint64_t v = (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
   return hex64(v);
-}
-
-void fsync_path(const std::string& path, bool directory) {
-  const int fd = ::open(path.c_str(), O_RDONLY | (directory ? O_DIRECTORY : 0));
-  if (fd < 0) throw IoError("cannot open '" + path + "' to sync it: " + errno_text(errno));
-  const int rc = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
-  // Some filesystems cannot sync a directory (EINVAL); the rename is then as durable as they make it.
-  if (rc != 0 && !(directory && err == EINVAL)) throw IoError("fsync of '" + path + "' failed: " + errno_text(err));
-}
-
-/// rename(2) that never replaces an existing file: renameat2(RENAME_NOREPLACE), or link + unlink where the
-/// filesystem lacks it.
-void rename_no_replace(const std::string& from, const std::string& to) {
-  if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) == 0) return;
-  int err = errno;
-  if (err == EEXIST) throw IoError("'" + to + "' already exists; checkpoint names are never reused");
-  if (err != EINVAL && err != ENOSYS && err != ENOTSUP)
-    throw IoError("cannot rename '" + from + "' to '" + to + "': " + errno_text(err));
-  if (::link(from.c_str(), to.c_str()) != 0) {
-    err = errno;
-    if (err == EEXIST) throw IoError("'" + to + "' already exists; checkpoint names are never reused");
-    throw IoError("cannot link '" + from + "' to '" + to + "': " + errno_text(err));
-  }
-  ::unlink(from.c_str());
 }
 
 struct Writer {
@@ -701,14 +669,17 @@ FileInfo read_file_info(const std::string& path, Communicator& world) {
 
 namespace {
 
-/// Reads one block (every rank, one collective call) into a buffer of the storage type; returns the buffer.
-at::Tensor read_block(hid_t group, const h5::Handle& dxpl, const TensorBlock& b, const TensorInfo& t, bool take) {
+/// Reads one block (every rank, one collective call) into a buffer of the storage type: `b.local` itself when it
+/// is a contiguous host tensor of that type (no extra copy), else a new tensor. Returns the buffer.
+at::Tensor read_block(hid_t group, const h5::Handle& dxpl, const TensorBlock& b, const TensorInfo& t) {
   h5::Handle dset(H5Dopen2(group, b.name.c_str(), H5P_DEFAULT), h5::Handle::Kind::kDataset);
   if (!dset.valid()) h5::fail("cannot open tensor '" + b.name + "'");
-  at::Tensor buf = at::empty(local_shape(b), at::TensorOptions().dtype(scalar_type_of(t.storage)));
+  const at::ScalarType type = scalar_type_of(t.storage);
+  const bool in_place = b.local.is_contiguous() && b.local.device().is_cpu() && b.local.scalar_type() == type;
+  at::Tensor buf = in_place ? b.local.detach() : at::empty(local_shape(b), at::TensorOptions().dtype(type));
   h5::Handle mem_space = h5::dataspace(to_hsize(local_shape(b)));
   h5::Handle file_space = h5::dataset_space(dset);
-  select_block(file_space, mem_space, b, take);
+  select_block(file_space, mem_space, b, true);
   h5::Handle mtype = memory_type(t.storage);
   std::uint16_t dummy = 0;
   void* data = buf.numel() > 0 ? buf.data_ptr() : &dummy;
@@ -743,10 +714,12 @@ void read_tensor_blocks(const std::string& path, Communicator& world, std::vecto
     for (auto& b : blocks) {
       const TensorInfo& t = *info.find(b.name);
       coll.run([&] {
-        at::Tensor buf = read_block(group.id(), dxpl, b, t, true);
+        at::Tensor buf = read_block(group.id(), dxpl, b, t);
         if (verify_digest && b.owner) digest += block_digest(b.name, buf, b);
-        at::NoGradGuard no_grad;
-        b.local.detach().copy_(buf);
+        if (buf.data_ptr() != b.local.data_ptr()) {  // not read in place
+          at::NoGradGuard no_grad;
+          b.local.detach().copy_(buf);
+        }
       });
     }
     if (verify_digest) {
@@ -795,8 +768,7 @@ VerifyResult verify_tensor_file(const std::string& path, Communicator& world, co
       b.local = at::empty(shape, at::TensorOptions().dtype(scalar_type_of(t.storage)));
       try {
         coll.run([&] {
-          at::Tensor buf = read_block(group.id(), dxpl, b, t, true);
-          digest += block_digest(b.name, buf, b);
+          digest += block_digest(b.name, read_block(group.id(), dxpl, b, t), b);
         });
       } catch (const Error& e) {
         result.tensor_errors[i] = e.what();

@@ -17,6 +17,7 @@
 #include "unlearn/comm/mpi_communicator.h"
 #include "unlearn/comm/process_grid.h"
 #include "unlearn/io/checkpoint.h"
+#include "unlearn/io/safetensors.h"
 
 namespace unlearn::testing {
 namespace {
@@ -239,6 +240,24 @@ TEST_F(Checkpoint, LayoutsProduceIdenticalTensorsAndAttributes) {
   read_tensor_blocks(paths[0], w(), a);
   read_tensor_blocks(paths[1], w(), b);
   for (std::size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(at::equal(a[i].local, b[i].local)) << a[i].name;
+}
+
+TEST_F(Checkpoint, ConverterParameterListsMatchTheModel) {
+  // convert lists parameters without building the model; the list must be the model's, in order.
+  auto local = make_local_communicator();
+  for (auto [family, kv] : {std::pair{Family::kGpt2, std::int64_t{12}}, std::pair{Family::kLlama, std::int64_t{4}}}) {
+    ModelConfig cfg = tiny_config(family, kv);
+    const TransformerModel model(cfg, *local);
+    const auto specs = parameter_specs(cfg);
+    ASSERT_EQ(specs.size(), model.parameters().size());
+    for (std::size_t i = 0; i < specs.size(); ++i) {
+      EXPECT_EQ(specs[i].name, model.parameters()[i].name);
+      EXPECT_EQ(specs[i].shape, model.parameters()[i].global_shape) << specs[i].name;
+    }
+    // config.json written by export reads back as the same config (computing in float32).
+    cfg.dtype = at::kFloat;
+    EXPECT_EQ(config_from_hf_json(hf_config_json(cfg, StorageType::kBFloat16), "config.json").to_map(), cfg.to_map());
+  }
 }
 
 // ---- bad input ------------------------------------------------------------------------------------------------

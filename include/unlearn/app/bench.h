@@ -24,6 +24,15 @@ struct ModelBenchOptions {
 };
 int run_model_benchmark(AppContext& ctx, const ModelBenchOptions& options);
 
+struct CheckpointBenchOptions {
+  std::uint64_t bytes = 512u << 20;  // checkpoint size (64 MiB float32 tensors)
+  std::string dir = ".";             // directory on the filesystem to measure
+  int reps = 3;
+  std::string output;
+};
+/// Checkpoint write/read throughput against dd to the same directory (bench_checkpoint.cpp).
+int run_checkpoint_benchmark(AppContext& ctx, const CheckpointBenchOptions& options);
+
 /// Writes `text` to `path` on world rank 0 (no-op for an empty path).
 void write_bench_output(const AppContext& ctx, const std::string& path, const std::string& text);
 

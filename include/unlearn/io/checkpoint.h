@@ -136,6 +136,11 @@ struct CheckpointInfo {
 CheckpointInfo save_checkpoint(const std::string& path, const TransformerModel& model, const ProcessGrid& grid,
                                const SaveOptions& options = {});
 
+/// The root attributes of a model checkpoint (format, step, dtype, tokenizer, config.*, provenance.*), for writers
+/// of model checkpoints other than save_checkpoint (convert). `rank_layout` is recorded as provenance.
+Attributes model_checkpoint_attributes(const ModelConfig& config, StorageType storage, const SaveOptions& options,
+                                      const std::string& rank_layout);
+
 /// Metadata only: config, step, provenance, tensor list. IoError for files that are not model checkpoints.
 CheckpointInfo read_checkpoint_info(const std::string& path, Communicator& world);
 
