@@ -413,13 +413,14 @@ struct Writer {
   const std::vector<TensorBlock>& blocks;
   const WriteOptions& options;
   std::vector<StorageType> storage;
+  std::vector<std::vector<hsize_t>> chunks;  // must agree on every rank (dataset creation is collective)
 
   std::uint64_t write_tensor(hid_t group, const h5::Handle& dxpl, std::size_t i) {
     const TensorBlock& b = blocks[i];
     const StorageType st = storage[i];
     h5::Handle space = h5::dataspace(to_hsize(b.global_shape));
     h5::Handle dcpl = h5::plist(H5P_DATASET_CREATE);
-    const auto chunk = chunk_shape(b.global_shape, b.shard_dim, element_bytes(st), options.chunk_bytes);
+    const auto& chunk = chunks[i];
     h5::check(H5Pset_chunk(dcpl.id(), static_cast<int>(chunk.size()), chunk.data()), "H5Pset_chunk");
     h5::check(H5Pset_fletcher32(dcpl.id()), "H5Pset_fletcher32");
     h5::check(H5Pset_obj_track_times(dcpl.id(), false), "H5Pset_obj_track_times");
@@ -431,8 +432,9 @@ struct Writer {
     if (!dset.valid()) h5::fail("cannot create tensor '" + b.name + "'");
     h5::write_attribute(dset.id(), "dtype", storage_type_name(st));
 
-    // Convert on the host to the storage type; bf16 words go out as uint16.
-    at::Tensor stored = b.local.detach().to(at::kCPU).to(scalar_type_of(st)).contiguous();
+    // Convert on the host to the storage type; bf16 words go out as uint16. Ranks that write nothing skip it.
+    at::Tensor stored = b.owner ? b.local.detach().to(at::kCPU).to(scalar_type_of(st)).contiguous()
+                                : at::empty({0}, at::TensorOptions().dtype(scalar_type_of(st)));
     h5::Handle mem_space = h5::dataspace(to_hsize(local_shape(b)));
     h5::Handle file_space = h5::dataset_space(dset);
     select_block(file_space, mem_space, b, b.owner);
@@ -530,7 +532,7 @@ std::string write_tensor_file(const std::string& final_path, Communicator& world
                               const std::vector<TensorBlock>& blocks, const WriteOptions& options) {
   h5::init_error_handling();
   const Collective coll(world);
-  Writer writer{coll, blocks, options, {}};
+  Writer writer{coll, blocks, options, {}, {}};
 
   // 1. Inputs: valid blocks, the same tensor list on every rank, every element owned exactly once.
   coll.run([&] {
@@ -541,11 +543,15 @@ std::string write_tensor_file(const std::string& final_path, Communicator& world
       check_block(b);
       if (!names.insert(b.name).second) throw IoError("tensor '" + b.name + "' is listed twice");
       writer.storage.push_back(options.storage ? *options.storage : storage_type_of(b.local.scalar_type()));
+      writer.chunks.push_back(
+          chunk_shape(b.global_shape, b.shard_dim, element_bytes(writer.storage.back()), options.chunk_bytes));
     }
   });
   std::uint64_t fingerprint = fnv1a64(std::to_string(blocks.size()));
   for (std::size_t i = 0; i < blocks.size(); ++i) {
-    fingerprint = splitmix64(fingerprint ^ fnv1a64(blocks[i].name + shape_str(blocks[i].global_shape)) ^
+    std::vector<std::int64_t> chunk(writer.chunks[i].begin(), writer.chunks[i].end());
+    fingerprint = splitmix64(fingerprint ^ fnv1a64(blocks[i].name + shape_str(blocks[i].global_shape) +
+                                                   shape_str(chunk)) ^
                              static_cast<std::uint64_t>(writer.storage[i]));
   }
   std::vector<std::int64_t> owned(blocks.size());

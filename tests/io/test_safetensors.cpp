@@ -57,9 +57,9 @@ TEST(Json, RejectsMalformedInput) {
       {"-", "digit"},
       {"1.", "digit"},
   };
-  for (const auto& [text, why] : cases) {
-    SCOPED_TRACE(text);
-    expect_io_error([&] { parse_json(text, "doc"); }, why);
+  for (const auto& c : cases) {  // (lambdas may not capture structured bindings in C++17)
+    SCOPED_TRACE(c.first);
+    expect_io_error([&] { parse_json(c.first, "doc"); }, c.second);
   }
   expect_io_error([] { parse_json(std::string(100, '[') + std::string(100, ']'), "doc"); }, "deeper than 64");
   EXPECT_FALSE(parse_json("18446744073709551616", "n").is_uint64());  // 2^64
@@ -114,9 +114,9 @@ TEST(Safetensors, RejectsMalformedHeaders) {
       {R"({"__metadata__":{"k":1}})", "not a string"},
       {R"({"t":3})", "is a number"},
   };
-  for (const auto& [json, why] : cases) {
-    SCOPED_TRACE(json);
-    expect_io_error([&] { parse(json, 8); }, why);
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.first);
+    expect_io_error([&] { parse(c.first, 8); }, c.second);
   }
 }
 
