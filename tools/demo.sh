@@ -2,9 +2,9 @@
 # The README's first command: install what is missing, build, and run the main job on the embedded default at
 # 2 MPI ranks. Idempotent.
 #
-# Status: the trainer (issue 5) has not landed, so the model is freshly initialised, not trained: the pipeline
-# below is real end to end (a real corpus with planted canaries, a TP = 2 checkpoint, a Newton-type removal with its
-# audit report), but exposure before/after is not meaningful until a trained model exists.
+# The embedded default (jobs/default): a real corpus (Debian's fortunes-min) with planted canaries,
+# a small GPT-2-style model trained on 2 ranks (TP = 2) until it memorises them, then the canary documents removed
+# by Fisher Removal and by Newton-CG, each with its audit report (exposure before and after, losses, CG history).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${UNLEARN_BUILD_DIR:-$root/build}
@@ -19,23 +19,23 @@ cmake --build "$build" -j 2 --target unlearn
 rm -rf "$out" && mkdir -p "$out/corpus"
 bin=$build/src/app/unlearn
 mpi=(mpiexec -n 2 --oversubscribe --bind-to none)
-# The real corpus of the default: fortunes-min's riddles and literature (Debian package fortunes-min).
-cp /usr/share/games/fortunes/riddles /usr/share/games/fortunes/literature "$out/corpus/"
+# The real corpus of the default: the three files of Debian's fortunes-min (fortunes, literature, riddles).
+cp /usr/share/games/fortunes/{fortunes,literature,riddles}{,.dat} "$out/corpus/"
 
 echo "== 1. the 2-rank grid =="
 "${mpi[@]}" "$bin" info --tp 2
 echo
-echo "== 2. token dataset with planted canaries (bytes tokenizer) =="
-"$bin" prepare-data --corpus fortunes --corpus-dir "$out/corpus" --seed 7 --canaries 8 --canary-tuning 2 \
-  --canary-repeats 5 --canary-references 200 --output "$out/dataset.h5" --metrics "$out/metrics.jsonl"
+echo "== 2. token dataset with planted canaries (bytes tokenizer; jobs/default/prepare-data.ini) =="
+"$bin" prepare-data --config "$root/jobs/default/prepare-data.ini" --corpus-dir "$out/corpus" \
+  --output "$out/dataset.h5" --metrics "$out/metrics.jsonl"
 echo
-echo "== 3. a GPT-2-style model, TP = 2 (freshly initialised: the trainer has not landed yet) =="
-"${mpi[@]}" "$bin" init --tp 2 --d-model 64 --n-heads 4 --n-layers 2 --d-ff 256 --max-positions 128 \
-  --output "$out/model.h5" --metrics "$out/metrics.jsonl"
+echo "== 3. train a GPT-2-style model, 2 ranks (TP = 2; jobs/default/train.ini) =="
+"${mpi[@]}" "$bin" train --config "$root/jobs/default/train.ini" --tp 2 --dataset "$out/dataset.h5" \
+  --checkpoint-dir "$out/checkpoints" --output "$out/model.h5" --metrics "$out/metrics.jsonl"
 echo
 echo "== 4. remove the canary documents: Fisher Removal, 2 ranks (TP = 2) =="
 "${mpi[@]}" "$bin" forget --tp 2 --checkpoint "$out/model.h5" --dataset "$out/dataset.h5" --forget-canaries \
-  --method fisher-removal --damping 1e-3 --retain-sample 32 --output "$out/model-unlearned.h5" \
+  --method fisher-removal --damping 1e-3 --retain-sample 32 --output "$out/model-fisher-removal.h5" \
   --metrics "$out/metrics.jsonl"
 echo
 echo "== 5. the same with Newton-CG on the Gauss-Newton curvature =="

@@ -63,7 +63,10 @@ std::string any_to_string(const boost::any& v) {
   if (const auto* p = boost::any_cast<std::string>(&v)) return *p;
   if (const auto* p = boost::any_cast<int>(&v)) return std::to_string(*p);
   if (const auto* p = boost::any_cast<long>(&v)) return std::to_string(*p);
+  if (const auto* p = boost::any_cast<long long>(&v)) return std::to_string(*p);
   if (const auto* p = boost::any_cast<unsigned>(&v)) return std::to_string(*p);
+  if (const auto* p = boost::any_cast<unsigned long>(&v)) return std::to_string(*p);  // std::uint64_t
+  if (const auto* p = boost::any_cast<unsigned long long>(&v)) return std::to_string(*p);
   if (const auto* p = boost::any_cast<double>(&v)) {
     std::ostringstream os;
     os << *p;

@@ -15,7 +15,9 @@
 
 #include "unlearn/app/subcommands.h"
 #include "unlearn/data/dataset.h"
+#include "unlearn/eval/scoring.h"
 #include "unlearn/io/checkpoint.h"
+#include "unlearn/model/batching.h"
 #include "unlearn/parse/units.h"
 #include "unlearn/solver/newton.h"
 #include "unlearn/util/error.h"
@@ -25,56 +27,6 @@ namespace {
 
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-}
-
-/// A document as rows of at most `window` + 1 tokens (each row: `window` inputs and their next tokens); a longer
-/// document is cut into consecutive windows, each attending within itself.
-struct Rows {
-  std::vector<std::vector<std::int64_t>> rows;
-};
-Rows windows_of(const std::vector<TokenId>& tokens, std::int64_t window) {
-  Rows out;
-  for (std::size_t start = 0; start + 1 < tokens.size(); start += static_cast<std::size_t>(window)) {
-    const std::size_t end = std::min(tokens.size(), start + static_cast<std::size_t>(window) + 1);
-    out.rows.emplace_back(tokens.begin() + static_cast<std::ptrdiff_t>(start),
-                          tokens.begin() + static_cast<std::ptrdiff_t>(end));
-  }
-  return out;
-}
-
-std::int64_t target_count(const std::vector<TokenId>& tokens, std::int64_t window) {
-  std::int64_t n = 0;
-  for (const auto& r : windows_of(tokens, window).rows) n += static_cast<std::int64_t>(r.size()) - 1;
-  return n;
-}
-
-/// Micro-batches of `rows_per_batch` rows, padded with non-target positions of their own segment.
-std::vector<Batch> batches_of(const std::vector<std::vector<std::int64_t>>& rows, std::int64_t rows_per_batch) {
-  std::vector<Batch> out;
-  for (std::size_t b = 0; b < rows.size(); b += static_cast<std::size_t>(rows_per_batch)) {
-    const std::size_t e = std::min(rows.size(), b + static_cast<std::size_t>(rows_per_batch));
-    std::int64_t T = 0;
-    for (std::size_t i = b; i < e; ++i) T = std::max<std::int64_t>(T, static_cast<std::int64_t>(rows[i].size()) - 1);
-    const auto B = static_cast<std::int64_t>(e - b);
-    Batch batch;
-    batch.tokens = at::zeros({B, T}, at::kLong);
-    batch.targets = at::full({B, T}, -1, at::kLong);
-    batch.segments = at::ones({B, T}, at::kLong);
-    batch.positions = at::zeros({B, T}, at::kLong);
-    for (std::int64_t r = 0; r < B; ++r) {
-      const auto& row = rows[b + static_cast<std::size_t>(r)];
-      const auto len = static_cast<std::int64_t>(row.size()) - 1;
-      auto tok = batch.tokens[r], tgt = batch.targets[r], seg = batch.segments[r], pos = batch.positions[r];
-      for (std::int64_t t = 0; t < len; ++t) {
-        tok[t] = row[static_cast<std::size_t>(t)];
-        tgt[t] = row[static_cast<std::size_t>(t) + 1];
-        seg[t] = 0;
-        pos[t] = t;
-      }
-    }
-    out.push_back(batch);
-  }
-  return out;
 }
 
 /// Per-tensor global norms, each replicated tensor counted once.
@@ -176,7 +128,7 @@ class ForgetCommand final : public Subcommand {
     std::int64_t n_forget = 0, n_retain = 0;
     std::vector<std::int64_t> retain_pool;
     for (std::int64_t d = 0; d < ds.num_documents(); ++d) {
-      const std::int64_t targets = target_count(ds.document_tokens(d), window);
+      const std::int64_t targets = document_targets(ds.document_tokens(d), window);
       if (forget.count(d)) {
         n_forget += targets;
       } else if (ds.doc_splits[static_cast<std::size_t>(d)] == static_cast<std::uint8_t>(Split::kTrain) && targets > 0) {
@@ -193,13 +145,19 @@ class ForgetCommand final : public Subcommand {
 
     // DP rank r takes every DP-th document's rows.
     auto rows_for = [&](const std::vector<std::int64_t>& docs, bool mine_only) {
-      std::vector<std::vector<std::int64_t>> rows;
+      std::vector<TokenRow> rows;
       for (std::size_t i = 0; i < docs.size(); ++i) {
         if (mine_only && static_cast<int>(i % static_cast<std::size_t>(grid.dp_size())) != grid.dp_rank()) continue;
-        for (auto& r : windows_of(ds.document_tokens(docs[i]), window).rows) rows.push_back(std::move(r));
+        for (auto& r : document_windows(ds.document_tokens(docs[i]), window)) rows.push_back(std::move(r));
       }
       return rows;
     };
+    // Canary exposure before and after (design 3.5): the paper's privacy metric, when the dataset has canaries.
+    std::optional<ExposureSummary> exposure_before, exposure_after;
+    if (!ds.canaries.empty()) {
+      exposure_before = summarize_exposure(ds.canaries, canary_px(*model, grid, ds.canaries));
+      log_info0("before: " + describe(*exposure_before));
+    }
     const std::vector<std::int64_t> forget_docs(forget.begin(), forget.end());
     const auto subset = model->select(params_);
 
@@ -234,7 +192,7 @@ class ForgetCommand final : public Subcommand {
     if (opt_.method != Method::kNewtonCg || kind == CurvatureKind::kFisher) {
       std::vector<Batch> docs;
       for (std::int64_t d : retain_pool)
-        for (auto& b : batches_of(windows_of(ds.document_tokens(d), window).rows, 1 << 20)) docs.push_back(b);
+        for (auto& b : batches_of(document_windows(ds.document_tokens(d), window), 1 << 20)) docs.push_back(b);
       DocumentGradients dg = document_gradients(*model, grid.dp(), subset, docs);
       fisher = std::make_unique<FisherStore>(std::move(dg.rows), dg.total_tokens);
       pb.fisher = fisher.get();
@@ -268,6 +226,10 @@ class ForgetCommand final : public Subcommand {
     after.prepare(batches_of(rows_for(retain_pool, true), rows_per_batch_));
     Curvature forget_after(*model, grid.dp(), subset);
     forget_after.prepare(batches_of(rows_for(forget_docs, true), rows_per_batch_));
+    if (exposure_before) {
+      exposure_after = summarize_exposure(ds.canaries, canary_px(*model, grid, ds.canaries));
+      log_info0("after:  " + describe(*exposure_after));
+    }
     phases.add("evaluate_s", seconds_since(t));
 
     t = std::chrono::steady_clock::now();
@@ -319,6 +281,8 @@ class ForgetCommand final : public Subcommand {
         .add_raw("phases", phases.str()).add("input_checkpoint", in_).add("input_digest", info.content_digest)
         .add("output_checkpoint", out_).add("output_digest", out_info.content_digest)
         .add("world_size", grid.world_size()).add("tp", grid.tp_size()).add("dp", grid.dp_size());
+    if (exposure_before)
+      report.add_raw("exposure_before", to_json(*exposure_before)).add_raw("exposure_after", to_json(*exposure_after));
     if (grid.world_rank() == 0) {
       const std::string path = report_.empty() ? out_ + ".report.json" : report_;
       std::ofstream f(path);

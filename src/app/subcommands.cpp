@@ -12,6 +12,7 @@ std::vector<std::unique_ptr<Subcommand>> make_subcommands() {
   subs.push_back(make_convert_command());
   subs.push_back(make_prepare_data_command());
   subs.push_back(make_init_command());
+  subs.push_back(make_train_command());
   subs.push_back(make_forget_command());
   return subs;
 }

@@ -20,19 +20,9 @@ constexpr std::int64_t kFormatVersion = 1;
 bool runtime_only_key(const std::string& key) { return key == "device"; }
 
 std::vector<TensorBlock> model_blocks(const TransformerModel& model, const ProcessGrid& grid) {
-  std::vector<TensorBlock> blocks;
-  for (const Parameter& p : model.parameters()) {
-    TensorBlock b;
-    b.name = p.name;
-    b.local = p.value.detach();
-    b.global_shape = p.global_shape;
-    b.shard_dim = p.shard_dim;
-    b.shard_start = p.shard_start;
-    // One writer per element: DP replica 0, and within its TP group the rank counted for the replicated ones.
-    b.owner = grid.dp_rank() == 0 && p.layout.counted;
-    blocks.push_back(std::move(b));
-  }
-  return blocks;
+  std::vector<at::Tensor> values;
+  for (const Parameter& p : model.parameters()) values.push_back(p.value.detach());
+  return parameter_blocks(model, grid, values, "");
 }
 
 std::string get_string(const FileInfo& f, const std::string& key) {
@@ -85,6 +75,27 @@ CheckpointInfo interpret(FileInfo file) {
 }
 
 }  // namespace
+
+std::vector<TensorBlock> parameter_blocks(const TransformerModel& model, const ProcessGrid& grid,
+                                          const std::vector<at::Tensor>& values, const std::string& prefix) {
+  UNLEARN_CHECK(values.size() == model.parameters().size(),
+                "parameter_blocks: " << values.size() << " values for " << model.parameters().size() << " parameters");
+  std::vector<TensorBlock> blocks;
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    const Parameter& p = model.parameters()[i];
+    UNLEARN_CHECK(values[i].sizes() == p.value.sizes(), "parameter_blocks: '" << p.name << "' has the wrong shape");
+    TensorBlock b;
+    b.name = prefix + p.name;
+    b.local = values[i];
+    b.global_shape = p.global_shape;
+    b.shard_dim = p.shard_dim;
+    b.shard_start = p.shard_start;
+    // One writer per element: DP replica 0, and within its TP group the rank counted for the replicated ones.
+    b.owner = grid.dp_rank() == 0 && p.layout.counted;
+    blocks.push_back(std::move(b));
+  }
+  return blocks;
+}
 
 std::string checkpoint_file_name(std::int64_t step) {
   char buf[40];

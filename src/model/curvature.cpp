@@ -51,6 +51,26 @@ void check_same_layout(const ShardedVector& v, const std::vector<std::size_t>& s
                   "curvature product: entry '" << v.layout()[i].name << "' has the wrong shape");
 }
 
+/// Sums per-rank local shards over DP with one all-reduce (flatten, reduce, split back).
+ShardedVector sum_over_dp(const TransformerModel& model, Communicator& dp, const std::vector<std::size_t>& subset,
+                          std::vector<at::Tensor> local) {
+  if (dp.size() > 1) {
+    // One all-reduce for all entries: flatten, reduce, split back.
+    std::vector<at::Tensor> flat;
+    for (const auto& t : local) flat.push_back(t.reshape(-1));
+    at::Tensor buf = at::cat(flat);
+    dp.all_reduce(buf, ReduceOp::kSum);
+    std::int64_t off = 0;
+    for (auto& t : local) {
+      t = buf.narrow(0, off, t.numel()).view(t.sizes()).clone();
+      off += t.numel();
+    }
+  }
+  std::vector<ShardLayout> layout;
+  for (std::size_t i : subset) layout.push_back(model.parameters()[i].layout);
+  return ShardedVector(std::move(local), std::move(layout), &model.tp());
+}
+
 }  // namespace
 
 Curvature::Curvature(const TransformerModel& model, Communicator& dp, std::vector<std::size_t> subset, GraphMode mode)
@@ -61,21 +81,7 @@ Curvature::Curvature(const TransformerModel& model, Communicator& dp, std::vecto
 Curvature::~Curvature() = default;
 
 ShardedVector Curvature::reduce_over_dp(std::vector<at::Tensor> local) {
-  if (dp_.size() > 1) {
-    // One all-reduce for all entries: flatten, reduce, split back.
-    std::vector<at::Tensor> flat;
-    for (const auto& t : local) flat.push_back(t.reshape(-1));
-    at::Tensor buf = at::cat(flat);
-    dp_.all_reduce(buf, ReduceOp::kSum);
-    std::int64_t off = 0;
-    for (auto& t : local) {
-      t = buf.narrow(0, off, t.numel()).view(t.sizes()).clone();
-      off += t.numel();
-    }
-  }
-  std::vector<ShardLayout> layout;
-  for (std::size_t i : subset_) layout.push_back(model_.parameters()[i].layout);
-  return ShardedVector(std::move(local), std::move(layout), &model_.tp());
+  return sum_over_dp(model_, dp_, subset_, std::move(local));
 }
 
 Curvature::MicroBatch& Curvature::graph(std::size_t i, bool need_jtu) {
@@ -221,6 +227,34 @@ DocumentGradients document_gradients(const TransformerModel& model, Communicator
     }
     out.rows.emplace_back(std::move(grads), layout, &model.tp());
   }
+  return out;
+}
+
+LossGradient loss_and_gradient(const TransformerModel& model, Communicator& dp, const std::vector<std::size_t>& subset,
+                               const std::vector<Batch>& batches) {
+  std::int64_t n_local = 0;
+  for (const auto& b : batches) {
+    b.validate(model.config());
+    n_local += b.num_targets();
+  }
+  LossGradient out;
+  out.num_targets = dp.all_reduce_scalar(n_local);
+  if (out.num_targets == 0) UNLEARN_THROW(Error, "gradient: the set has no target tokens on any rank (empty set?)");
+  const auto inputs = inputs_of(model, subset);
+  std::vector<at::Tensor> grad;
+  for (std::size_t j : subset) grad.push_back(at::zeros_like(model.parameters()[j].value).detach());
+  double loss_local = 0.0;
+  for (const auto& b : batches) {
+    if (b.tokens.numel() == 0) continue;
+    const ForwardResult f = model.forward(b);
+    loss_local += f.loss_sum.item<double>();
+    const auto g = torch::autograd::grad({f.loss_sum / static_cast<double>(out.num_targets)}, inputs, {},
+                                         /*retain_graph=*/false, /*create_graph=*/false, /*allow_unused=*/true);
+    for (std::size_t j = 0; j < g.size(); ++j)
+      if (g[j].defined()) grad[j].add_(g[j]);
+  }
+  out.loss = dp.all_reduce_scalar(loss_local) / static_cast<double>(out.num_targets);
+  out.gradient = sum_over_dp(model, dp, subset, std::move(grad));
   return out;
 }
 

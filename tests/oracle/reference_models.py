@@ -158,13 +158,14 @@ def rms_norm(x, w, eps):
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
 
 
-def rope_cos_sin(positions, head_dim, theta):
-    """cos/sin [B,T,hd] in Hugging Face layout: angles duplicated, not interleaved."""
+def rope_cos_sin(positions, head_dim, theta, dtype=DTYPE):
+    """cos/sin [B,T,hd] in Hugging Face layout: angles duplicated, not interleaved.
+    Computed in float64, returned in ``dtype`` (the model's; the peers also run float32)."""
     j = torch.arange(0, head_dim // 2, dtype=DTYPE, device=positions.device)
     inv_freq = 1.0 / theta ** (2.0 * j / head_dim)
     ang = positions.to(DTYPE)[..., None] * inv_freq
     emb = torch.cat([ang, ang], dim=-1)
-    return emb.cos(), emb.sin()
+    return emb.cos().to(dtype), emb.sin().to(dtype)
 
 
 def rotate_half(x):
@@ -175,6 +176,11 @@ def rotate_half(x):
 def apply_rope(x, cos, sin):
     """x [B,H,T,hd]; cos/sin [B,T,hd] broadcast over heads."""
     return x * cos[:, None] + rotate_half(x) * sin[:, None]
+
+
+def param_dtype(params):
+    """The model's floating dtype (float64 here; the benchmark peers also use float32)."""
+    return next(iter(params.values())).dtype
 
 
 def _linear(x, params, name, bias=True):
@@ -205,7 +211,7 @@ def llama_logits(params, cfg, batch):
     tok = batch["tokens"]
     eps, H, KV, hd = cfg["norm_eps"], cfg["n_heads"], cfg["n_kv_heads"], cfg["head_dim"]
     mask = attention_mask(batch["segments"])
-    cos, sin = rope_cos_sin(batch["positions"], hd, cfg["rope_theta"])
+    cos, sin = rope_cos_sin(batch["positions"], hd, cfg["rope_theta"], param_dtype(params))
     x = params["embed_tokens.weight"][tok]
     for i in range(cfg["n_layers"]):
         p = "layers.%d." % i
@@ -280,7 +286,7 @@ def hvp_functional(params, cfg, batch, v):
 
 def output_hessian_apply(logits, targets, z):
     """H_out z with H_out = (diag(p) - p p^T)/N per target row; non-target rows give 0."""
-    sel = (targets != -1).to(DTYPE)[..., None]
+    sel = (targets != -1).to(logits.dtype)[..., None]
     n = float(sel.sum())
     p = torch.softmax(logits, dim=-1)
     return sel * (p * z - p * (p * z).sum(-1, keepdim=True)) / n

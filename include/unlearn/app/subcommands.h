@@ -14,5 +14,6 @@ std::unique_ptr<Subcommand> make_convert_command();  // unlearn convert SRC DST:
 std::unique_ptr<Subcommand> make_prepare_data_command();  // unlearn prepare-data: corpus -> HDF5 token dataset
 std::unique_ptr<Subcommand> make_forget_command();  // unlearn forget: Newton-type removal of a forget set
 std::unique_ptr<Subcommand> make_init_command();  // unlearn init: a freshly initialised checkpoint
+std::unique_ptr<Subcommand> make_train_command();  // unlearn train: TP x DP training with checkpoints and resume
 
 }  // namespace unlearn

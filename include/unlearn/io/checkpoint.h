@@ -108,6 +108,12 @@ bool is_temporary_checkpoint_name(const std::string& path);
 // ---------------------------------------------------------------------------------------------------------------
 // Model checkpoints.
 
+/// One block per model parameter holding `values[i]` (shaped like that parameter's shard) under the name
+/// `prefix` + parameter name, with the parameter's placement and one owner per element: optimizer and solver state
+/// stored in the checkpoint layout.
+std::vector<TensorBlock> parameter_blocks(const TransformerModel& model, const ProcessGrid& grid,
+                                          const std::vector<at::Tensor>& values, const std::string& prefix);
+
 /// Step-numbered final name, `step-00000012.h5`; never reused (writers refuse existing files).
 std::string checkpoint_file_name(std::int64_t step);
 

@@ -64,4 +64,14 @@ struct DocumentGradients {
 DocumentGradients document_gradients(const TransformerModel& model, Communicator& dp,
                                      const std::vector<std::size_t>& subset, const std::vector<Batch>& documents);
 
+/// Token-mean loss and its gradient summed over DP, by a plain backward per micro-batch (no graph kept): training
+/// steps and gradient norms. N is one DP all-reduce; throws Error when no rank has a target token.
+struct LossGradient {
+  double loss = 0.0;
+  std::int64_t num_targets = 0;
+  ShardedVector gradient;
+};
+LossGradient loss_and_gradient(const TransformerModel& model, Communicator& dp, const std::vector<std::size_t>& subset,
+                               const std::vector<Batch>& batches);
+
 }  // namespace unlearn
