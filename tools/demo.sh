@@ -35,12 +35,12 @@ echo "== 3. train a GPT-2-style model, 2 ranks (TP = 2; jobs/default/train.ini) 
 echo
 echo "== 4. remove the canary documents: Fisher Removal, 2 ranks (TP = 2) =="
 "${mpi[@]}" "$bin" forget --tp 2 --checkpoint "$out/model.h5" --dataset "$out/dataset.h5" --forget-canaries \
-  --method fisher-removal --damping 1e-3 --retain-sample 32 --output "$out/model-fisher-removal.h5" \
+  --method fisher-removal --damping 0.1 --retain-sample 32 --output "$out/model-fisher-removal.h5" \
   --metrics "$out/metrics.jsonl"
 echo
 echo "== 5. the same with Newton-CG on the Gauss-Newton curvature =="
 "${mpi[@]}" "$bin" forget --tp 2 --checkpoint "$out/model.h5" --dataset "$out/dataset.h5" --forget-canaries \
-  --method newton-cg --curvature ggn --damping 1e-3 --cg-max-iters 10 --retain-sample 32 \
+  --method newton-cg --curvature ggn --damping 0.1 --cg-max-iters 10 --retain-sample 32 \
   --output "$out/model-newton-cg.h5" --metrics "$out/metrics.jsonl"
 echo
 echo "== 6. Communicator all-reduce vs raw MPI_Allreduce, 2 ranks =="

@@ -162,6 +162,12 @@ int run_mpi_program(int argc, char** argv, const std::function<Action(int, int)>
   if (action) {
     try {
       rc = action();
+    } catch (const AgreedError& e) {
+      // Every rank threw this at the same point: one message, and MPI still works, so finalise normally.
+      if (rank == 0) std::fprintf(stderr, "unlearn: error: %s\n", e.what());
+      action = nullptr;
+      MPI_Finalize();
+      return 1;
     } catch (const std::exception& e) {
       abort_job(e.what());
     } catch (...) {

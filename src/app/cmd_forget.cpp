@@ -1,20 +1,22 @@
-// `unlearn forget`: load a checkpoint, build the forget set and a retain sample from a token dataset, compute a
-// Newton-type update (design 3.2), write the unlearned checkpoint atomically and an audit report (JSON, rank 0).
-// Documents are named by id only: the report and the log never hold text (design 7).
+// `unlearn forget`: load a checkpoint, then for each unlearning request (a forget set of documents) build the forget
+// set and a retain sample from a token dataset, compute a Newton-type update (design 3.2) or the gradient-ascent
+// baseline, optionally backtrack the step against a retain-loss budget, and apply it; finally write the unlearned
+// checkpoint atomically and an audit report (JSON, rank 0). `--dry-run` estimates memory and time per rank from the
+// checkpoint's metadata alone. Documents are named by id only: the report and the log never hold text (design 7).
 #include <ATen/ATen.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <fstream>
-#include <numeric>
 #include <optional>
-#include <random>
 #include <set>
 #include <sstream>
 
+#include "forget_estimate.h"
 #include "unlearn/app/subcommands.h"
 #include "unlearn/data/dataset.h"
+#include "unlearn/data/rng.h"
 #include "unlearn/eval/scoring.h"
 #include "unlearn/io/checkpoint.h"
 #include "unlearn/model/batching.h"
@@ -39,30 +41,61 @@ std::string tensor_norms_json(const ShardedVector& v) {
   return obj.str();
 }
 
+std::string json_array(const std::vector<std::string>& items) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + items[i];
+  return out + "]";
+}
+
+/// One unlearning request: dataset rows to forget, and how the user named them (for the report).
+struct Request {
+  std::string source;
+  std::set<std::int64_t> rows;
+};
+
+enum class StepPolicy { kNone, kBacktrack };
+StepPolicy parse_step_policy(const std::string& s) {
+  if (s == "none") return StepPolicy::kNone;
+  if (s == "backtrack") return StepPolicy::kBacktrack;
+  UNLEARN_THROW(ConfigError, "unknown --step-policy '" << s << "' (none, backtrack)");
+}
+
 class ForgetCommand final : public Subcommand {
  public:
   std::string_view name() const override { return "forget"; }
   std::string_view summary() const override {
-    return "remove a forget set from a checkpoint with a Newton-type update; writes a checkpoint and an audit report";
+    return "remove forget sets from a checkpoint with Newton-type updates; writes a checkpoint and an audit report";
   }
 
   void add_options(po::options_description& desc, po::positional_options_description&) override {
     desc.add_options()
         ("checkpoint", po::value<std::string>(&in_)->required(), "input checkpoint (HDF5, any TP)")
         ("dataset", po::value<std::string>(&dataset_)->required(), "token dataset (unlearn prepare-data)")
-        ("output", po::value<std::string>(&out_)->required(), "unlearned checkpoint; must not exist (written atomically)")
+        ("output", po::value<std::string>(&out_), "unlearned checkpoint; must not exist (written atomically); "
+                                                   "required unless --dry-run")
         ("report", po::value<std::string>(&report_), "audit report JSON (default: OUTPUT with .report.json)")
-        ("forget-ids", po::value<std::string>(&forget_ids_), "comma-separated document ids to forget")
-        ("forget-canaries", po::bool_switch(&forget_canaries_), "forget every training document holding a planted canary")
+        ("forget-ids", po::value<std::string>(&forget_ids_)->value_name("IDS[;IDS...]"),
+         "document ids to forget, comma-separated; ';' separates sequential requests (removed one after another)")
+        ("forget-canaries", po::bool_switch(&forget_canaries_),
+         "forget every training document holding a planted canary")
+        ("canary-requests", po::value<int>(&canary_requests_)->default_value(1)->value_name("K"),
+         "with --forget-canaries: split the canaries into K sequential requests (canary i goes to request i % K)")
         ("retain-sample", po::value<int>(&retain_sample_)->default_value(64),
-         "training documents outside the forget set used for the retain gradient and curvature")
+         "training documents outside the forget sets used for the retain gradient, curvature and loss budget")
         ("method", po::value<std::string>(&method_)->default_value("fisher-removal"),
-         "newton-cg | fisher-removal | fisher-forgetting")
+         "newton-cg | fisher-removal | fisher-forgetting | gradient-ascent")
         ("curvature", po::value<std::string>(&curvature_)->default_value("ggn"), "newton-cg: hessian | ggn | fisher")
         ("damping", po::value<double>(&opt_.damping)->default_value(1e-3), "λ in A = C + λI")
         ("step-scale", po::value<double>(&opt_.step_scale)->default_value(1.0), "η")
         ("gradient-source", po::value<std::string>(&source_)->default_value("forget"),
          "forget: (n_f/n_r) Δ (needs a stationary θ); retain: -∇L_retain")
+        ("step-policy", po::value<std::string>(&step_policy_)->default_value("none"),
+         "none | backtrack: halve η until the retain-sample loss rises by at most --loss-budget")
+        ("loss-budget", po::value<double>(&loss_budget_)->default_value(0.05),
+         "backtrack: allowed relative rise of the retain-sample loss (0.05 = 5%)")
+        ("backtrack-max", po::value<int>(&backtrack_max_)->default_value(8), "backtrack: most halvings")
+        ("ga-lr", po::value<double>(&ga_lr_)->default_value(1e-3), "gradient-ascent: step size")
+        ("ga-steps", po::value<int>(&ga_steps_)->default_value(10), "gradient-ascent: steps per request")
         ("cg-max-iters", po::value<int>(&opt_.cg.max_iters)->default_value(50), "CG iteration limit")
         ("cg-rtol", po::value<double>(&opt_.cg.rtol)->default_value(1e-4), "CG relative residual target")
         ("trust-radius", po::value<double>(&opt_.cg.trust_radius)->default_value(0.0), "CG trust radius (0: none)")
@@ -70,21 +103,33 @@ class ForgetCommand final : public Subcommand {
         ("noise", po::value<double>(&opt_.noise_mu_sigma2)->default_value(0.0), "fisher-forgetting: μσ²")
         ("seed", po::value<std::uint64_t>(&seed_)->default_value(1234), "retain sampling and noise")
         ("params", po::value<std::string>(&params_)->default_value(""), "regex of the parameters to update (all)")
-        ("rows-per-batch", po::value<int>(&rows_per_batch_)->default_value(8), "rows per micro-batch");
+        ("rows-per-batch", po::value<int>(&rows_per_batch_)->default_value(8), "rows per micro-batch")
+        ("dry-run", po::bool_switch(&dry_run_),
+         "print the memory and time estimate per rank from the checkpoint's metadata, load nothing, write nothing")
+        ("memory-limit", po::value<std::string>(&memory_limit_)->default_value("auto")->value_name("BYTES"),
+         "refuse to start when the estimate per rank exceeds this (auto: MemAvailable / ranks on the node; "
+         "0: never refuse)");
   }
 
   void validate(const po::variables_map&, const CommonOptions&, int) const override {
-    parse_method(method_);
+    const Method method = parse_method(method_);
     parse_curvature(curvature_);
     parse_gradient_source(source_);
+    parse_step_policy(step_policy_);
+    if (out_.empty() && !dry_run_) throw ConfigError("--output is required (unless --dry-run)");
     if (forget_ids_.empty() && !forget_canaries_)
       throw ConfigError("no forget set: give --forget-ids or --forget-canaries");
-    if (!forget_ids_.empty()) parse_int_list(forget_ids_, "--forget-ids");
     if (retain_sample_ < 1) throw ConfigError("--retain-sample must be at least 1");
     if (rows_per_batch_ < 1) throw ConfigError("--rows-per-batch must be at least 1");
     if (!(opt_.damping >= 0)) throw ConfigError("--damping must be >= 0");
+    if (!(loss_budget_ >= 0)) throw ConfigError("--loss-budget must be >= 0");
+    if (backtrack_max_ < 0) throw ConfigError("--backtrack-max must be >= 0");
+    if (method == Method::kGradientAscent && (!(ga_lr_ > 0) || ga_steps_ < 1))
+      throw ConfigError("gradient-ascent needs --ga-lr > 0 and --ga-steps >= 1");
+    if (canary_requests_ < 1) throw ConfigError("--canary-requests must be at least 1");
+    if (memory_limit_ != "auto") parse_byte_size(memory_limit_, "--memory-limit");
     if (is_temporary_checkpoint_name(in_)) throw ConfigError("--checkpoint '" + in_ + "' is a temporary file name");
-    // The dataset and the forget set are checked here, on every rank, before any communication: a wrong id is one
+    // The dataset and the forget sets are checked here, on every rank, before any communication: a wrong id is one
     // message, not one per rank. Ids only: document text is never printed.
     try {
       dataset_cache_ = read_dataset(dataset_);
@@ -92,18 +137,41 @@ class ForgetCommand final : public Subcommand {
       throw ConfigError(e.what());
     }
     const TokenDataset& ds = *dataset_cache_;
-    forget_cache_.clear();
+    requests_.clear();
     if (!forget_ids_.empty()) {
-      for (int id : parse_int_list(forget_ids_, "--forget-ids")) {
-        const auto it = std::find(ds.doc_ids.begin(), ds.doc_ids.end(), id);
-        if (it == ds.doc_ids.end()) UNLEARN_THROW(ConfigError, "--forget-ids: no document with id " << id);
-        forget_cache_.insert(it - ds.doc_ids.begin());
+      std::stringstream groups(forget_ids_);
+      for (std::string group; std::getline(groups, group, ';');) {
+        Request r;
+        r.source = "ids";
+        for (int id : parse_int_list(group, "--forget-ids")) {
+          const auto it = std::find(ds.doc_ids.begin(), ds.doc_ids.end(), id);
+          if (it == ds.doc_ids.end()) UNLEARN_THROW(ConfigError, "--forget-ids: no document with id " << id);
+          r.rows.insert(it - ds.doc_ids.begin());
+        }
+        requests_.push_back(std::move(r));
       }
     }
     if (forget_canaries_) {
       if (ds.canaries.insertions.empty()) throw ConfigError("--forget-canaries: the dataset has no planted canaries");
-      for (const auto& ins : ds.canaries.insertions) forget_cache_.insert(ins.document);
+      std::vector<Request> by_canary(static_cast<std::size_t>(canary_requests_));
+      for (std::size_t k = 0; k < by_canary.size(); ++k) by_canary[k].source = "canaries";
+      for (const auto& ins : ds.canaries.insertions)
+        by_canary[static_cast<std::size_t>(ins.candidate % canary_requests_)].rows.insert(ins.document);
+      // A document holding canaries of several requests leaves with the first of them.
+      std::set<std::int64_t> taken;
+      for (auto& r : by_canary) {
+        for (auto it = r.rows.begin(); it != r.rows.end();) it = taken.insert(*it).second ? std::next(it) : r.rows.erase(it);
+        if (!r.rows.empty()) requests_.push_back(std::move(r));
+      }
     }
+    std::set<std::int64_t> seen;
+    for (std::size_t i = 0; i < requests_.size(); ++i)
+      for (std::int64_t row : requests_[i].rows)
+        if (!seen.insert(row).second)
+          UNLEARN_THROW(ConfigError, "document id " << ds.doc_ids[static_cast<std::size_t>(row)]
+                                                    << " is in more than one request (request " << i + 1 << ")");
+    for (std::size_t i = 0; i < requests_.size(); ++i)
+      if (requests_[i].rows.empty()) UNLEARN_THROW(ConfigError, "request " << i + 1 << " has no documents");
   }
 
   int run(AppContext& ctx) override {
@@ -112,125 +180,73 @@ class ForgetCommand final : public Subcommand {
     opt_.method = parse_method(method_);
     opt_.gradient_source = parse_gradient_source(source_);
     opt_.seed = seed_;
+    const StepPolicy policy = parse_step_policy(step_policy_);
+    const TokenDataset& ds = *dataset_cache_;
     JsonObject phases;
 
+    // The estimate comes from metadata only, before any weight is loaded: a run that cannot fit is refused here.
     auto t = std::chrono::steady_clock::now();
-    CheckpointInfo info;
-    std::unique_ptr<TransformerModel> model = load_model(in_, grid, &info);
-    const TokenDataset& ds = *dataset_cache_;
+    const CheckpointInfo meta = read_checkpoint_info(in_, grid.world());
+    ForgetShape shape;
+    shape.method = opt_.method;
+    shape.curvature = parse_curvature(curvature_);
+    shape.params_regex = params_;
+    shape.retain_documents = retain_sample_;
+    shape.retain_tokens = sample_tokens(ds, meta.config.max_positions);
+    const ForgetEstimate est = estimate_forget(meta.config, grid, shape);
+    shape.cg_iterations = opt_.cg.max_iters;
+    const std::int64_t limit = memory_limit_ == "auto"
+                                   ? available_memory_per_rank(grid)
+                                   : static_cast<std::int64_t>(parse_byte_size(memory_limit_, "--memory-limit"));
+    log_info0(describe(est, grid));
+    if (dry_run_) return 0;
+    // Agreed over the world: the largest rank's estimate against the smallest rank's limit.
+    const std::int64_t need = grid.world().all_reduce_scalar(est.total_bytes, ReduceOp::kMax);
+    if (limit > 0 && need > limit)
+      UNLEARN_THROW(AgreedError, "the estimate needs " << format_bytes(static_cast<std::uint64_t>(need))
+                                                       << " per rank, more than the "
+                                                       << format_bytes(static_cast<std::uint64_t>(limit))
+                                                       << " available (--memory-limit); use --params to restrict the "
+                                                          "update, fewer --retain-sample documents, or more ranks");
+
+    std::unique_ptr<TransformerModel> model = load_model(in_, grid, nullptr);
+    const CheckpointInfo& info = meta;
     if (ds.vocab_size > model->config().vocab_size)
-      UNLEARN_THROW(ConfigError, "dataset vocabulary " << ds.vocab_size << " exceeds the model's "
+      UNLEARN_THROW(AgreedError, "dataset vocabulary " << ds.vocab_size << " exceeds the model's "
                                                        << model->config().vocab_size);
     phases.add("load_s", seconds_since(t));
     log_info0("model: " + model->config().describe() + " from " + in_ + " (step " + std::to_string(info.step) + ")");
-    const std::set<std::int64_t>& forget = forget_cache_;
-    const std::int64_t window = model->config().max_positions;
-    std::int64_t n_forget = 0, n_retain = 0;
-    std::vector<std::int64_t> retain_pool;
-    for (std::int64_t d = 0; d < ds.num_documents(); ++d) {
-      const std::int64_t targets = document_targets(ds.document_tokens(d), window);
-      if (forget.count(d)) {
-        n_forget += targets;
-      } else if (ds.doc_splits[static_cast<std::size_t>(d)] == static_cast<std::uint8_t>(Split::kTrain) && targets > 0) {
-        n_retain += targets;  // the whole retain set's count, for the n_f / n_r scale
-        retain_pool.push_back(d);
-      }
-    }
-    if (n_forget == 0) throw ConfigError("the forget set holds no target tokens (empty documents?)");
-    if (retain_pool.empty()) throw ConfigError("no training documents remain outside the forget set");
-    std::mt19937_64 rng(seed_);
-    std::shuffle(retain_pool.begin(), retain_pool.end(), rng);
-    retain_pool.resize(std::min<std::size_t>(retain_pool.size(), static_cast<std::size_t>(retain_sample_)));
-    std::sort(retain_pool.begin(), retain_pool.end());
+    window_ = model->config().max_positions;
+    const auto subset = model->select(params_);
 
-    // DP rank r takes every DP-th document's rows.
-    auto rows_for = [&](const std::vector<std::int64_t>& docs, bool mine_only) {
-      std::vector<TokenRow> rows;
-      for (std::size_t i = 0; i < docs.size(); ++i) {
-        if (mine_only && static_cast<int>(i % static_cast<std::size_t>(grid.dp_size())) != grid.dp_rank()) continue;
-        for (auto& r : document_windows(ds.document_tokens(docs[i]), window)) rows.push_back(std::move(r));
-      }
-      return rows;
-    };
-    // Canary exposure before and after (design 3.5): the paper's privacy metric, when the dataset has canaries.
-    std::optional<ExposureSummary> exposure_before, exposure_after;
+    std::optional<ExposureSummary> exposure_before;
     if (!ds.canaries.empty()) {
       exposure_before = summarize_exposure(ds.canaries, canary_px(*model, grid, ds.canaries));
       log_info0("before: " + describe(*exposure_before));
     }
-    const std::vector<std::int64_t> forget_docs(forget.begin(), forget.end());
-    const auto subset = model->select(params_);
 
-    t = std::chrono::steady_clock::now();
-    Curvature forget_curv(*model, grid.dp(), subset);
-    forget_curv.prepare(batches_of(rows_for(forget_docs, true), rows_per_batch_));
-    Curvature retain_curv(*model, grid.dp(), subset);
-    retain_curv.prepare(batches_of(rows_for(retain_pool, true), rows_per_batch_));
-    phases.add("gradients_s", seconds_since(t));
-    log_info0("forget set: " + std::to_string(forget_docs.size()) + " documents, n_f " + std::to_string(n_forget) +
-              " tokens; retain set n_r " + std::to_string(n_retain) + " tokens, sample of " +
-              std::to_string(retain_pool.size()) + " documents; forget loss " + std::to_string(forget_curv.loss()) +
-              ", retain-sample loss " + std::to_string(retain_curv.loss()));
-
-    UnlearnProblem pb;
-    pb.forget_gradient = forget_curv.gradient().clone();
-    pb.retain_gradient = retain_curv.gradient().clone();
-    // ∇L_D estimated on forget ∪ retain sample, weighted by the set sizes.
-    pb.full_gradient = pb.forget_gradient.clone();
-    pb.full_gradient.scale(static_cast<double>(n_forget) / static_cast<double>(n_forget + n_retain));
-    pb.full_gradient.axpy(static_cast<double>(n_retain) / static_cast<double>(n_forget + n_retain), pb.retain_gradient);
-    pb.n_forget = n_forget;
-    pb.n_retain = n_retain;
-    for (std::size_t i : subset) {
-      const Parameter& p = model->parameters()[i];
-      pb.placement.push_back({p.global_shape, p.shard_dim, p.shard_start});
+    std::set<std::int64_t> removed;  // forget sets of the requests so far: they leave D one after another
+    std::vector<std::string> request_reports;
+    ShardedVector total_update;
+    double solve_s = 0;
+    for (std::size_t r = 0; r < requests_.size(); ++r) {
+      opt_.request = r;
+      removed.insert(requests_[r].rows.begin(), requests_[r].rows.end());
+      if (requests_.size() > 1)
+        log_info0("request " + std::to_string(r + 1) + "/" + std::to_string(requests_.size()) + ": " +
+                  std::to_string(requests_[r].rows.size()) + " documents (" + requests_[r].source + ")");
+      const auto t_req = std::chrono::steady_clock::now();
+      const std::string rep = run_request(*model, grid, subset, requests_[r], removed, policy, total_update);
+      solve_s += seconds_since(t_req);
+      request_reports.push_back(rep);
     }
-    const CurvatureKind kind = parse_curvature(curvature_);
-    std::unique_ptr<CurvatureOperator> curvature_op;
-    std::unique_ptr<FisherStore> fisher;
-    t = std::chrono::steady_clock::now();
-    if (opt_.method != Method::kNewtonCg || kind == CurvatureKind::kFisher) {
-      std::vector<Batch> docs;
-      for (std::int64_t d : retain_pool)
-        for (auto& b : batches_of(document_windows(ds.document_tokens(d), window), 1 << 20)) docs.push_back(b);
-      DocumentGradients dg = document_gradients(*model, grid.dp(), subset, docs);
-      fisher = std::make_unique<FisherStore>(std::move(dg.rows), dg.total_tokens);
-      pb.fisher = fisher.get();
-    } else {
-      curvature_op = std::make_unique<CurvatureOperator>(retain_curv, kind);
-      pb.curvature = curvature_op.get();
-    }
-    phases.add("curvature_setup_s", seconds_since(t));
+    phases.add("requests_s", solve_s);
 
-    t = std::chrono::steady_clock::now();
-    NewtonResult res = newton_update(pb, opt_, [](const CgIteration& it) {
-      char line[160];
-      std::snprintf(line, sizeof(line), "  cg %3d  rel. residual %.3e  curvature %.3e  %.1f s", it.iteration,
-                    it.relative_residual, it.curvature, it.seconds);
-      log_info0(line);
-    });
-    phases.add("solve_s", seconds_since(t));
-    log_info0("update: " + to_string(opt_.method) + ", cg " + to_string(res.cg.status) + " after " +
-              std::to_string(res.cg.iterations) + " iterations, ‖update‖ " + std::to_string(res.update_norm) +
-              ", stationarity ratio " + std::to_string(res.stationarity_ratio));
-    if (res.stationarity_ratio > 0.1 && opt_.gradient_source == GradientSource::kForget)
-      log_warn("stationarity ratio " + std::to_string(res.stationarity_ratio) +
-               " > 0.1: θ is far from a stationary point; consider --gradient-source retain");
-
-    {
-      at::NoGradGuard no_grad;
-      for (std::size_t j = 0; j < subset.size(); ++j) model->parameters()[subset[j]].value.add_(res.update[j]);
-    }
-    t = std::chrono::steady_clock::now();
-    Curvature after(*model, grid.dp(), subset);
-    after.prepare(batches_of(rows_for(retain_pool, true), rows_per_batch_));
-    Curvature forget_after(*model, grid.dp(), subset);
-    forget_after.prepare(batches_of(rows_for(forget_docs, true), rows_per_batch_));
+    std::optional<ExposureSummary> exposure_after;
     if (exposure_before) {
       exposure_after = summarize_exposure(ds.canaries, canary_px(*model, grid, ds.canaries));
       log_info0("after:  " + describe(*exposure_after));
     }
-    phases.add("evaluate_s", seconds_since(t));
 
     t = std::chrono::steady_clock::now();
     SaveOptions save;
@@ -244,41 +260,15 @@ class ForgetCommand final : public Subcommand {
     phases.add("save_s", seconds_since(t));
     phases.add("total_s", seconds_since(t_start));
 
-    JsonObject cg;
-    cg.add("status", to_string(res.cg.status)).add("iterations", res.cg.iterations)
-        .add("residual_norm", res.cg.residual_norm).add("rhs_norm", res.cg.b_norm);
-    std::string history = "[";
-    for (std::size_t i = 0; i < res.cg.history.size(); ++i) {
-      const auto& h = res.cg.history[i];
-      history += (i ? ", " : "") + JsonObject().add("iteration", h.iteration).add("relative_residual", h.relative_residual)
-                                       .add("curvature", h.curvature).add("seconds", h.seconds).str();
-    }
-    cg.add_raw("history", history + "]");
-    std::string ids = "[";
-    for (std::size_t i = 0; i < forget_docs.size(); ++i)
-      ids += (i ? ", " : "") + std::to_string(ds.doc_ids[static_cast<std::size_t>(forget_docs[i])]);
-    ids += "]";
-    const std::string norms = tensor_norms_json(res.update);
     JsonObject report;
     report.add("command", "forget").add_raw("config", ctx.config_json).add("method", to_string(opt_.method))
-        .add("curvature", opt_.method == Method::kNewtonCg ? to_string(kind) : std::string("fisher"))
-        .add("damping", opt_.damping).add("step_scale", opt_.step_scale)
-        .add("gradient_source", source_).add("n_forget", n_forget).add("n_retain", n_retain)
-        .add("scale_nf_over_nr", static_cast<double>(n_forget) / static_cast<double>(n_retain))
-        .add("fisher_documents", static_cast<std::int64_t>(fisher ? fisher->size() : 0))
-        .add("fisher_tokens", fisher ? fisher->total_tokens() : std::int64_t{0})
-        .add("stationarity_ratio", res.stationarity_ratio)
-        .add("stationarity_note", "∇L_D estimated on the forget set and the retain sample")
-        .add_raw("cg", cg.str()).add("update_norm", res.update_norm).add("step_norm", res.step_norm)
-        .add_raw("update_norm_per_tensor", norms)
-        .add("noise_norm", res.noise_norm).add("noise_norm_inside_span_u", res.noise_inside)
-        .add("noise_norm_outside_span_u", res.noise_outside)
-        .add("forget_loss_before", forget_curv.loss()).add("forget_loss_after", forget_after.loss())
-        .add("retain_loss_before", retain_curv.loss()).add("retain_loss_after", after.loss())
-        .add("retain_gradient_norm_before", retain_curv.gradient().norm())
-        .add("retain_gradient_norm_after", after.gradient().norm())
-        .add_raw("forget_document_ids", ids).add("retain_sample_documents", static_cast<std::int64_t>(retain_pool.size()))
-        .add_raw("phases", phases.str()).add("input_checkpoint", in_).add("input_digest", info.content_digest)
+        .add("curvature", opt_.method == Method::kNewtonCg ? curvature_ : std::string("fisher"))
+        .add("damping", opt_.damping).add("step_scale", opt_.step_scale).add("gradient_source", source_)
+        .add("step_policy", step_policy_).add("requests", static_cast<std::int64_t>(requests_.size()))
+        .add_raw("request_reports", json_array(request_reports))
+        .add("update_norm", total_update.norm()).add_raw("update_norm_per_tensor", tensor_norms_json(total_update))
+        .add_raw("estimate", to_json(est)).add_raw("phases", phases.str())
+        .add("input_checkpoint", in_).add("input_digest", info.content_digest)
         .add("output_checkpoint", out_).add("output_digest", out_info.content_digest)
         .add("world_size", grid.world_size()).add("tp", grid.tp_size()).add("dp", grid.dp_size());
     if (exposure_before)
@@ -288,8 +278,6 @@ class ForgetCommand final : public Subcommand {
       std::ofstream f(path);
       f << report.str() << '\n';
       if (!f) UNLEARN_THROW(IoError, "cannot write the report '" << path << "'");
-      log_info0("forget loss " + std::to_string(forget_curv.loss()) + " -> " + std::to_string(forget_after.loss()) +
-                ", retain-sample loss " + std::to_string(retain_curv.loss()) + " -> " + std::to_string(after.loss()));
       log_info0("wrote " + out_ + " and " + path);
     }
     ctx.metrics.write(JsonObject().add("event", "forget").add_raw("report", report.str()));
@@ -297,13 +285,237 @@ class ForgetCommand final : public Subcommand {
   }
 
  private:
-  std::string in_, dataset_, out_, report_, forget_ids_, method_, curvature_, source_, params_;
-  bool forget_canaries_ = false;
-  int retain_sample_ = 64, rows_per_batch_ = 8;
+  /// Target tokens of the largest retain sample (the --retain-sample longest training documents): an upper bound
+  /// for the estimate, known before the model is loaded.
+  std::int64_t sample_tokens(const TokenDataset& ds, std::int64_t window) const {
+    std::vector<std::int64_t> lengths;
+    for (std::int64_t d = 0; d < ds.num_documents(); ++d)
+      if (ds.doc_splits[static_cast<std::size_t>(d)] == static_cast<std::uint8_t>(Split::kTrain))
+        lengths.push_back(document_targets(ds.document_tokens(d), window));
+    std::sort(lengths.rbegin(), lengths.rend());
+    std::int64_t n = 0;
+    for (std::size_t i = 0; i < lengths.size() && i < static_cast<std::size_t>(retain_sample_); ++i) n += lengths[i];
+    return n;
+  }
+
+  /// This DP replica's single-window rows of `docs` (document i goes to replica i % dp).
+  std::vector<Batch> batches_for(const std::vector<std::int64_t>& docs, const ProcessGrid& grid) const {
+    std::vector<TokenRow> rows;
+    for (std::size_t i = static_cast<std::size_t>(grid.dp_rank()); i < docs.size();
+         i += static_cast<std::size_t>(grid.dp_size()))
+      for (auto& w : document_windows(dataset_cache_->document_tokens(docs[i]), window_)) rows.push_back(std::move(w));
+    return batches_of(rows, rows_per_batch_);
+  }
+
+  /// One request: returns its report (JSON) and adds its update to `total`.
+  std::string run_request(TransformerModel& model, const ProcessGrid& grid, const std::vector<std::size_t>& subset,
+                          const Request& req, const std::set<std::int64_t>& removed, StepPolicy policy,
+                          ShardedVector& total) {
+    const TokenDataset& ds = *dataset_cache_;
+    JsonObject phases;
+    std::int64_t n_forget = 0, n_retain = 0;
+    std::vector<std::int64_t> retain_pool;
+    for (std::int64_t d = 0; d < ds.num_documents(); ++d) {
+      const std::int64_t targets = document_targets(ds.document_tokens(d), window_);
+      if (req.rows.count(d)) {
+        n_forget += targets;
+      } else if (!removed.count(d) && targets > 0 &&
+                 ds.doc_splits[static_cast<std::size_t>(d)] == static_cast<std::uint8_t>(Split::kTrain)) {
+        n_retain += targets;  // the whole retain set's count, for the n_f / n_r scale
+        retain_pool.push_back(d);
+      }
+    }
+    // Every rank sees the same dataset at the same point: these errors are agreed.
+    if (n_forget == 0) throw AgreedError("a forget set holds no target tokens (empty documents?)");
+    if (retain_pool.empty()) throw AgreedError("no training documents remain outside the forget sets");
+    // A portable shuffle (std::shuffle differs between standard libraries): the same sample everywhere.
+    DataRng(seed_, 0x72657461696eull + opt_.request).shuffle(retain_pool);
+    retain_pool.resize(std::min<std::size_t>(retain_pool.size(), static_cast<std::size_t>(retain_sample_)));
+    std::sort(retain_pool.begin(), retain_pool.end());
+    const std::vector<std::int64_t> forget_docs(req.rows.begin(), req.rows.end());
+    const std::vector<Batch> forget_batches = batches_for(forget_docs, grid);
+    const std::vector<Batch> retain_batches = batches_for(retain_pool, grid);
+
+    auto t = std::chrono::steady_clock::now();
+    Curvature forget_curv(model, grid.dp(), subset);
+    forget_curv.prepare(forget_batches);
+    Curvature retain_curv(model, grid.dp(), subset);
+    retain_curv.prepare(retain_batches);
+    phases.add("gradients_s", seconds_since(t));
+    const double forget_before = forget_curv.loss(), retain_before = retain_curv.loss();
+    const double retain_grad_before = retain_curv.gradient().norm();
+    log_info0("forget set: " + std::to_string(forget_docs.size()) + " documents, n_f " + std::to_string(n_forget) +
+              " tokens; retain set n_r " + std::to_string(n_retain) + " tokens, sample of " +
+              std::to_string(retain_pool.size()) + " documents; forget loss " + std::to_string(forget_before) +
+              ", retain-sample loss " + std::to_string(retain_before));
+
+    JsonObject rep;
+    rep.add("source", req.source).add("forget_documents", static_cast<std::int64_t>(forget_docs.size()))
+        .add("n_forget", n_forget).add("n_retain", n_retain)
+        .add("scale_nf_over_nr", static_cast<double>(n_forget) / static_cast<double>(n_retain))
+        .add("retain_sample_documents", static_cast<std::int64_t>(retain_pool.size()));
+    std::vector<std::string> ids;
+    for (std::int64_t d : forget_docs) ids.push_back(std::to_string(ds.doc_ids[static_cast<std::size_t>(d)]));
+    rep.add_raw("forget_document_ids", json_array(ids));
+
+    ShardedVector step, noise;  // the update is eta * step + noise
+    t = std::chrono::steady_clock::now();
+    if (opt_.method == Method::kGradientAscent) {
+      // Jang et al. 2022: θ ← θ + lr ∇L_{D_f}, k steps, the forget gradient recomputed at every step.
+      step = forget_curv.gradient().zeros_like();
+      ShardedVector g = forget_curv.gradient().clone();
+      std::vector<std::string> steps;
+      for (int k = 0; k < ga_steps_; ++k) {
+        if (k > 0) g = loss_and_gradient(model, grid.dp(), subset, forget_batches).gradient;
+        g.scale(ga_lr_);
+        apply(model, subset, g, 1.0);
+        step.axpy(1.0, g);
+      }
+      apply(model, subset, step, -1.0);  // back to θ: the step policy below applies eta * step
+      rep.add("ga_lr", ga_lr_).add("ga_steps", ga_steps_);
+    } else {
+      UnlearnProblem pb;
+      pb.forget_gradient = forget_curv.gradient().clone();
+      pb.retain_gradient = retain_curv.gradient().clone();
+      // ∇L_D estimated on forget ∪ retain sample, weighted by the set sizes.
+      pb.full_gradient = pb.forget_gradient.clone();
+      pb.full_gradient.scale(static_cast<double>(n_forget) / static_cast<double>(n_forget + n_retain));
+      pb.full_gradient.axpy(static_cast<double>(n_retain) / static_cast<double>(n_forget + n_retain),
+                            pb.retain_gradient);
+      pb.n_forget = n_forget;
+      pb.n_retain = n_retain;
+      for (std::size_t i : subset) {
+        const Parameter& p = model.parameters()[i];
+        pb.placement.push_back({p.global_shape, p.shard_dim, p.shard_start});
+      }
+      const CurvatureKind kind = parse_curvature(curvature_);
+      std::unique_ptr<CurvatureOperator> curvature_op;
+      std::unique_ptr<FisherStore> fisher;
+      if (opt_.method != Method::kNewtonCg || kind == CurvatureKind::kFisher) {
+        std::vector<Batch> docs;
+        for (std::int64_t d : retain_pool)
+          for (auto& b : batches_of(document_windows(ds.document_tokens(d), window_), 1 << 20)) docs.push_back(b);
+        DocumentGradients dg = document_gradients(model, grid.dp(), subset, docs);
+        fisher = std::make_unique<FisherStore>(std::move(dg.rows), dg.total_tokens);
+        pb.fisher = fisher.get();
+      } else {
+        curvature_op = std::make_unique<CurvatureOperator>(retain_curv, kind);
+        pb.curvature = curvature_op.get();
+      }
+      phases.add("curvature_setup_s", seconds_since(t));
+      t = std::chrono::steady_clock::now();
+      const auto t_solve = std::chrono::steady_clock::now();
+      NewtonResult res = newton_update(pb, opt_, [&](const CgIteration& it) {
+        const double elapsed = seconds_since(t_solve);
+        const double eta = elapsed / (it.iteration + 1) * std::max(0, opt_.cg.max_iters - it.iteration - 1);
+        char line[200];
+        std::snprintf(line, sizeof(line), "  cg %3d  rel. residual %.3e  curvature %.3e  %.1f s  ETA <= %.1f s",
+                      it.iteration, it.relative_residual, it.curvature, it.seconds, eta);
+        log_info0(line);
+      });
+      log_info0("update: " + to_string(opt_.method) + ", cg " + to_string(res.cg.status) + " after " +
+                std::to_string(res.cg.iterations) + " iterations, ‖update‖ " + std::to_string(res.update_norm) +
+                ", stationarity ratio " + std::to_string(res.stationarity_ratio));
+      if (res.stationarity_ratio > 0.1 && opt_.gradient_source == GradientSource::kForget && grid.world_rank() == 0)
+        log_warn("stationarity ratio " + std::to_string(res.stationarity_ratio) +
+                 " > 0.1: θ is far from a stationary point; consider --gradient-source retain");
+      step = res.update;
+      if (res.noise.size() > 0) {
+        noise = res.noise;
+        step.axpy(-1.0, noise);
+      }
+      JsonObject cg;
+      cg.add("status", to_string(res.cg.status)).add("iterations", res.cg.iterations)
+          .add("residual_norm", res.cg.residual_norm).add("rhs_norm", res.cg.b_norm);
+      std::vector<std::string> history;
+      for (const auto& h : res.cg.history)
+        history.push_back(JsonObject().add("iteration", h.iteration).add("relative_residual", h.relative_residual)
+                              .add("curvature", h.curvature).add("seconds", h.seconds).str());
+      cg.add_raw("history", json_array(history));
+      rep.add_raw("cg", cg.str()).add("stationarity_ratio", res.stationarity_ratio)
+          .add("stationarity_note", "∇L_D estimated on the forget set and the retain sample")
+          .add("fisher_documents", static_cast<std::int64_t>(fisher ? fisher->size() : 0))
+          .add("fisher_tokens", fisher ? fisher->total_tokens() : std::int64_t{0})
+          .add("step_norm", res.step_norm).add("noise_norm", res.noise_norm)
+          .add("noise_norm_inside_span_u", res.noise_inside).add("noise_norm_outside_span_u", res.noise_outside);
+    }
+    phases.add("solve_s", seconds_since(t));
+
+    // Step policy: try eta = 1, 1/2, 1/4, ... (times --step-scale, already in the step) until the retain-sample
+    // loss rises by at most the budget; each try is recorded. `none` takes the first.
+    t = std::chrono::steady_clock::now();
+    double eta = 1.0, retain_after = 0.0;
+    std::vector<std::string> tries;
+    for (int k = 0;; ++k) {
+      ShardedVector update = step.clone();
+      update.scale(eta);
+      if (noise.size() > 0) update.axpy(1.0, noise);
+      apply(model, subset, update, 1.0);
+      retain_after = policy == StepPolicy::kNone ? 0.0 : sequence_loss(model, grid.dp(), retain_batches);
+      const bool ok = policy == StepPolicy::kNone || retain_after <= retain_before * (1.0 + loss_budget_);
+      if (policy == StepPolicy::kBacktrack) {
+        tries.push_back(JsonObject().add("eta", eta).add("retain_loss", retain_after).add("accepted", ok).str());
+        char line[160];
+        std::snprintf(line, sizeof(line), "  backtrack: eta %.4g  retain-sample loss %.6f (budget %.6f)  %s", eta,
+                      retain_after, retain_before * (1.0 + loss_budget_), ok ? "accepted" : "rejected");
+        log_info0(line);
+      }
+      if (ok || k >= backtrack_max_) {
+        if (!ok) log_info0("  backtrack: --backtrack-max reached; keeping the last try");
+        if (total.size() == 0) total = update.zeros_like();
+        total.axpy(1.0, update);
+        break;
+      }
+      apply(model, subset, update, -1.0);
+      eta *= 0.5;
+    }
+    phases.add("step_policy_s", seconds_since(t));
+
+    t = std::chrono::steady_clock::now();
+    Curvature after(model, grid.dp(), subset);
+    after.prepare(retain_batches);
+    const double forget_after = sequence_loss(model, grid.dp(), forget_batches);
+    phases.add("evaluate_s", seconds_since(t));
+    log_info0("forget loss " + std::to_string(forget_before) + " -> " + std::to_string(forget_after) +
+              ", retain-sample loss " + std::to_string(retain_before) + " -> " + std::to_string(after.loss()) +
+              (policy == StepPolicy::kBacktrack ? ", eta " + std::to_string(eta) : std::string()));
+    rep.add("eta", eta).add_raw("step_policy_tries", json_array(tries))
+        .add("forget_loss_before", forget_before).add("forget_loss_after", forget_after)
+        .add("retain_loss_before", retain_before).add("retain_loss_after", after.loss())
+        .add("retain_gradient_norm_before", retain_grad_before)
+        .add("retain_gradient_norm_after", after.gradient().norm()).add_raw("phases", phases.str());
+    return rep.str();
+  }
+
+  static void apply(TransformerModel& model, const std::vector<std::size_t>& subset, const ShardedVector& update,
+                    double alpha) {
+    at::NoGradGuard no_grad;
+    for (std::size_t j = 0; j < subset.size(); ++j) model.parameters()[subset[j]].value.add_(update[j], alpha);
+  }
+
+  /// Token-mean loss over DP, forward only.
+  static double sequence_loss(const TransformerModel& model, Communicator& dp, const std::vector<Batch>& batches) {
+    at::NoGradGuard no_grad;
+    double sum = 0;
+    std::int64_t n = 0;
+    for (const auto& b : batches) {
+      if (b.tokens.numel() == 0) continue;
+      sum += model.forward(b).loss_sum.item<double>();
+      n += b.num_targets();
+    }
+    return dp.all_reduce_scalar(sum) / static_cast<double>(dp.all_reduce_scalar(n));
+  }
+
+  std::string in_, dataset_, out_, report_, forget_ids_, method_, curvature_, source_, params_, step_policy_,
+      memory_limit_;
+  bool forget_canaries_ = false, dry_run_ = false;
+  int retain_sample_ = 64, rows_per_batch_ = 8, canary_requests_ = 1, backtrack_max_ = 8, ga_steps_ = 10;
+  double loss_budget_ = 0.05, ga_lr_ = 1e-3;
   std::uint64_t seed_ = 1234;
+  std::int64_t window_ = 0;
   NewtonOptions opt_;
   mutable std::optional<TokenDataset> dataset_cache_;  // read once, in validate()
-  mutable std::set<std::int64_t> forget_cache_;         // dataset rows of the forget set
+  mutable std::vector<Request> requests_;               // dataset rows of each request, in order
 };
 
 }  // namespace

@@ -144,7 +144,7 @@ class TrainCommand final : public Subcommand {
       CheckpointInfo info;
       model = load_model(init_, grid, &info);
       init_digest = info.content_digest;
-      check_vocab(model->config(), ds);
+      check_vocab<AgreedError>(model->config(), ds);  // every rank loaded the same config
     } else {
       model = std::make_unique<TransformerModel>(model_.config(ds.vocab_size), grid.tp());
       model->init_random(model_.init_seed, InitOptions{model_.init_std, 0.0, 0.0});
@@ -336,9 +336,10 @@ class TrainCommand final : public Subcommand {
   }
 
  private:
+  template <class E = ConfigError>
   static void check_vocab(const ModelConfig& cfg, const TokenDataset& ds) {
     if (ds.vocab_size > cfg.vocab_size)
-      UNLEARN_THROW(ConfigError, "the dataset's vocabulary (" << ds.vocab_size << ", " << ds.tokenizer
+      UNLEARN_THROW(E, "the dataset's vocabulary (" << ds.vocab_size << ", " << ds.tokenizer
                                                               << ") is larger than the model's (" << cfg.vocab_size
                                                               << "): token ids would fall outside the embedding");
   }

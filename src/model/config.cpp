@@ -69,7 +69,8 @@ void ModelConfig::validate(int tp) const {
                                           "replicated when their count divides TP");
   if (vocab_size < tp) UNLEARN_THROW(ConfigError, "--tp " << tp << " exceeds the vocabulary size " << vocab_size);
   if (d_ff < tp) UNLEARN_THROW(ConfigError, "--tp " << tp << " exceeds d_ff " << d_ff);
-  if (device != "cpu" && device.rfind("cuda", 0) != 0)
+  // "meta": shapes without memory, for estimates (unlearn forget --dry-run).
+  if (device != "cpu" && device != "meta" && device.rfind("cuda", 0) != 0)
     UNLEARN_THROW(ConfigError, "model config: unknown device '" << device << "' (cpu or cuda[:N])");
 }
 

@@ -11,7 +11,9 @@ Method parse_method(const std::string& name) {
   if (name == "newton-cg") return Method::kNewtonCg;
   if (name == "fisher-removal") return Method::kFisherRemoval;
   if (name == "fisher-forgetting") return Method::kFisherForgetting;
-  UNLEARN_THROW(ConfigError, "unknown method '" << name << "' (newton-cg, fisher-removal, fisher-forgetting)");
+  if (name == "gradient-ascent") return Method::kGradientAscent;
+  UNLEARN_THROW(ConfigError, "unknown method '" << name
+                                                << "' (newton-cg, fisher-removal, fisher-forgetting, gradient-ascent)");
 }
 
 std::string to_string(Method m) {
@@ -19,6 +21,7 @@ std::string to_string(Method m) {
     case Method::kNewtonCg: return "newton-cg";
     case Method::kFisherRemoval: return "fisher-removal";
     case Method::kFisherForgetting: return "fisher-forgetting";
+    case Method::kGradientAscent: return "gradient-ascent";
   }
   return "?";
 }
@@ -33,6 +36,7 @@ NewtonResult newton_update(const UnlearnProblem& pb, const NewtonOptions& opt,
                            const std::function<void(const CgIteration&)>& monitor) {
   UNLEARN_CHECK(pb.n_forget > 0 && pb.n_retain > 0, "newton_update: empty forget or retain set (n_f "
                                                         << pb.n_forget << ", n_r " << pb.n_retain << ")");
+  UNLEARN_CHECK(opt.method != Method::kGradientAscent, "newton_update: gradient ascent is not a Newton method");
   NewtonResult res;
   // Right-hand side: (n_f / n_r) Δ, or -∇L_{D_r} (needs no stationarity).
   ShardedVector rhs;
@@ -76,6 +80,7 @@ NewtonResult newton_update(const UnlearnProblem& pb, const NewtonOptions& opt,
     res.noise_norm = noise.norm();
     std::tie(res.noise_inside, res.noise_outside) = pb.fisher->split_norms(noise);
     res.update.axpy(1.0, noise);
+    res.noise = std::move(noise);
   }
   res.update_norm = res.update.norm();
   return res;

@@ -182,7 +182,7 @@ void load_training_state(const std::string& dir, std::int64_t step, TransformerM
   };
   if (attr("format") != kOptimizerFormat) UNLEARN_THROW(IoError, "'" << optim << "' is not an optimizer state file");
   if (attr("train.fingerprint") != o.fingerprint())
-    UNLEARN_THROW(ConfigError, "cannot resume from '" << optim << "': it was written with the training options\n  "
+    UNLEARN_THROW(AgreedError, "cannot resume from '" << optim << "': it was written with the training options\n  "
                                                       << attr("train.fingerprint") << "\nthis run has\n  "
                                                       << o.fingerprint());
   std::vector<TensorBlock> blocks = parameter_blocks(model, grid, adam.exp_avg(), "exp_avg.");

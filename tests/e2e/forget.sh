@@ -2,7 +2,8 @@
 # `unlearn forget` end to end on real text (fortunes-min) with a tiny initialised GPT-2: prepare a dataset with
 # planted canaries, init a checkpoint, remove the canary documents with fisher-removal and newton-cg at 1 and 2
 # ranks (TP = 2); the output checkpoints and reports exist, the report names documents by id only, the forget loss
-# rises, and bad input (unknown id, existing output) fails with one message. Env: UNLEARN_BIN, MPIEXEC.
+# rises; gradient ascent, backtracking, sequential requests, --dry-run and the memory refusal work; bad input
+# (unknown id, existing output) fails with one message. Env: UNLEARN_BIN, MPIEXEC.
 set -u
 bin=${UNLEARN_BIN:?} mpi2="${MPIEXEC:-mpiexec} -n 2 --oversubscribe --bind-to none"
 src=/usr/share/games/fortunes
@@ -33,23 +34,59 @@ tmp = sys.argv[1]
 r1 = json.load(open(tmp + "/fr1.h5.report.json"))
 r2 = json.load(open(tmp + "/fr2.h5.report.json"))
 ff = json.load(open(tmp + "/ff.h5.report.json"))
-for key in ("method", "n_forget", "n_retain", "cg", "update_norm_per_tensor", "forget_document_ids", "phases",
-            "input_digest", "output_digest", "stationarity_ratio", "config"):
+for key in ("method", "request_reports", "update_norm_per_tensor", "phases", "estimate", "input_digest",
+            "output_digest", "config", "exposure_before", "exposure_after"):
     assert key in r1, key
-assert r1["n_forget"] > 0 and r1["n_retain"] > r1["n_forget"], (r1["n_forget"], r1["n_retain"])
-assert all(isinstance(i, int) for i in r1["forget_document_ids"])
-assert r1["forget_loss_after"] > r1["forget_loss_before"], "removal must raise the forget loss"
+for key in ("n_forget", "n_retain", "cg", "forget_document_ids", "stationarity_ratio", "retain_gradient_norm_after"):
+    assert key in r1["request_reports"][0], key
+q1 = r1["request_reports"][0]
+assert q1["n_forget"] > 0 and q1["n_retain"] > q1["n_forget"], (q1["n_forget"], q1["n_retain"])
+assert all(isinstance(i, int) for i in q1["forget_document_ids"])
+assert q1["forget_loss_after"] > q1["forget_loss_before"], "removal must raise the forget loss"
 # The same update at TP = 1 and TP = 2 (float64): layouts agree.
 assert abs(r1["update_norm"] - r2["update_norm"]) <= 1e-9 * r1["update_norm"], (r1["update_norm"], r2["update_norm"])
-assert ff["noise_norm"] > 0 and ff["noise_norm_outside_span_u"] > ff["noise_norm_inside_span_u"]
+f1 = ff["request_reports"][0]
+assert f1["noise_norm"] > 0 and f1["noise_norm_outside_span_u"] > f1["noise_norm_inside_span_u"]
 print("ok   reports: forget loss %.4f -> %.4f, update norm tp1 %.12g tp2 %.12g"
-      % (r1["forget_loss_before"], r1["forget_loss_after"], r1["update_norm"], r2["update_norm"]))
+      % (q1["forget_loss_before"], q1["forget_loss_after"], r1["update_norm"], r2["update_norm"]))
 PY
 grep -q "my secret number" "$tmp"/*.report.json && { echo "FAIL: a report holds canary text"; fail=1; }
 check "unknown forget id" 1 "no document with id 999999" -- $mpi2 "$bin" forget --checkpoint "$tmp/init.h5" \
   --dataset "$tmp/ds.h5" --forget-ids 999999 --output "$tmp/x.h5"
 [ "$(grep -c 'error:' "$tmp/out")" -eq 1 ] || { echo "FAIL: expected one error line"; fail=1; }
 [ ! -e "$tmp/x.h5" ] || { echo "FAIL: output written despite the error"; fail=1; }
+# Gradient ascent, backtracking, sequential requests, dry run and the memory refusal.
+check "gradient-ascent np2" 0 "wrote" -- $mpi2 "$bin" forget --tp 2 "${common[@]}" --method gradient-ascent \
+  --ga-lr 0.05 --ga-steps 3 --output "$tmp/ga.h5"
+check "backtrack np2" 0 "backtrack: eta .* accepted" -- $mpi2 "$bin" forget --checkpoint "$tmp/init.h5" \
+  --dataset "$tmp/ds.h5" --forget-canaries --retain-sample 12 --method fisher-removal --damping 1e-6 --step-policy backtrack --loss-budget 0.02 --backtrack-max 30 --output "$tmp/bt.h5"
+check "two sequential requests np2" 0 "request 2/2" -- $mpi2 "$bin" forget --tp 2 "${common[@]}" \
+  --canary-requests 2 --method fisher-removal --output "$tmp/seq.h5"
+check "dry run" 0 "estimate per rank .*" -- $mpi2 "$bin" forget --tp 2 "${common[@]}" --method newton-cg --dry-run
+[ ! -e "$tmp/dry.h5" ] && ! grep -q "forget set:" "$tmp/out" || { echo "FAIL: --dry-run loaded or wrote"; fail=1; }
+check "memory limit refuses before loading" 1 "needs .* per rank, more than the 1 KiB available" -- $mpi2 "$bin" \
+  forget "${common[@]}" --method fisher-removal --memory-limit 1K --output "$tmp/big.h5"
+[ "$(grep -c 'error:' "$tmp/out")" -eq 1 ] || { echo "FAIL: expected one error line"; fail=1; }
+[ ! -e "$tmp/big.h5" ] || { echo "FAIL: output written despite the refusal"; fail=1; }
+/usr/bin/python3 - "$tmp" <<'PY' || fail=1
+import json, sys
+tmp = sys.argv[1]
+ga = json.load(open(tmp + "/ga.h5.report.json"))["request_reports"][0]
+assert ga["forget_loss_after"] > ga["forget_loss_before"], "gradient ascent must raise the forget loss"
+bt = json.load(open(tmp + "/bt.h5.report.json"))["request_reports"][0]
+tries = bt["step_policy_tries"]
+assert len(tries) > 1 and tries[-1]["accepted"] and not tries[0]["accepted"], tries
+assert all(t2["eta"] == t1["eta"] / 2 for t1, t2 in zip(tries, tries[1:]))
+assert bt["retain_loss_after"] <= bt["retain_loss_before"] * 1.02 + 1e-12, bt
+seq = json.load(open(tmp + "/seq.h5.report.json"))
+r1, r2 = seq["request_reports"]
+assert seq["requests"] == 2 and not set(r1["forget_document_ids"]) & set(r2["forget_document_ids"])
+assert r2["n_retain"] < r1["n_retain"] + r1["n_forget"], "request 2's retain set must not hold request 1's documents"
+print("ok   reports: gradient ascent forget loss %.3f -> %.3f; backtrack %d tries to eta %g; 2 requests"
+      % (ga["forget_loss_before"], ga["forget_loss_after"], len(tries), bt["eta"]))
+PY
+check "an id in two requests" 1 "is in more than one request" -- "$bin" forget --checkpoint "$tmp/init.h5" \
+  --dataset "$tmp/ds.h5" --forget-ids "1,2;2,3" --output "$tmp/z.h5"
 check "no forget set" 1 "no forget set" -- "$bin" forget --checkpoint "$tmp/init.h5" --dataset "$tmp/ds.h5" --output "$tmp/y.h5"
 check "existing output refused" 1 "exist" -- "$bin" forget "${common[@]}" --output "$tmp/fr1.h5"
 exit $fail

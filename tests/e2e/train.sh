@@ -81,5 +81,6 @@ check "resume without a directory" 1 "need --checkpoint-dir" -- "$bin" train --d
   --output "$tmp/x.h5"
 check "resume with other options" 1 "cannot resume .*training options" -- $mpi2 "$bin" "${train[@]}" --lr 1e-2 \
   --checkpoint-dir "$tmp/ckB" --resume --output "$tmp/x.h5"
+[ "$(grep -c 'error:' "$tmp/out")" -eq 1 ] || { echo "FAIL: expected one error line"; fail=1; }
 [ ! -e "$tmp/x.h5" ] || { echo "FAIL: output written despite an error"; fail=1; }
 exit $fail

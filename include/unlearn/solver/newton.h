@@ -11,8 +11,9 @@
 
 namespace unlearn {
 
-enum class Method { kNewtonCg, kFisherRemoval, kFisherForgetting };
-Method parse_method(const std::string& name);  // newton-cg | fisher-removal | fisher-forgetting
+/// kGradientAscent (the baseline of Jang et al. 2022) is first-order and runs in the app layer, not newton_update.
+enum class Method { kNewtonCg, kFisherRemoval, kFisherForgetting, kGradientAscent };
+Method parse_method(const std::string& name);  // newton-cg | fisher-removal | fisher-forgetting | gradient-ascent
 std::string to_string(Method m);
 
 enum class GradientSource { kForget, kRetain };
@@ -41,7 +42,8 @@ struct NewtonOptions {
 };
 
 struct NewtonResult {
-  ShardedVector update;            // θ' − θ
+  ShardedVector update;            // θ' − θ = η (step) + noise
+  ShardedVector noise;             // fisher-forgetting's noise term (empty otherwise): the step is update − noise
   CgResult cg;                     // iterations 0 when solved directly (Woodbury)
   double update_norm = 0, step_norm = 0, noise_norm = 0, noise_inside = 0, noise_outside = 0;
   double stationarity_ratio = -1;  // ‖∇L_D‖ / ‖(n_f/n_r) Δ‖; -1 when not computed

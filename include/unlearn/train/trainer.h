@@ -101,7 +101,8 @@ std::int64_t latest_complete_checkpoint(const std::string& dir);
 void save_training_state(const TrainCheckpointing& ck, const TransformerModel& model, AdamW& adam,
                          const ProcessGrid& grid, const TrainOptions& o, std::int64_t step);
 
-/// Loads step `step` from `dir` into `model` and `adam`; ConfigError when its options fingerprint differs from `o`'s.
+/// Loads step `step` from `dir` into `model` and `adam`; AgreedError (every rank reads the same attribute) when its
+/// options fingerprint differs from `o`'s.
 void load_training_state(const std::string& dir, std::int64_t step, TransformerModel& model, AdamW& adam,
                          const ProcessGrid& grid, const TrainOptions& o);
 

@@ -22,6 +22,14 @@ class ConfigError : public Error {
 };
 
 /// A failed MPI/NCCL/CUDA call or a violated collective precondition (local to one rank).
+/// A configuration error that every rank throws at the same point after agreeing on it through a collective (an
+/// all-reduced check): the CLI prints it once and every rank exits 1 cleanly, without MPI_Abort. Only for errors
+/// that truly are agreed; anything else must stay an ordinary exception (one rank alone would hang the others).
+class AgreedError : public ConfigError {
+ public:
+  using ConfigError::ConfigError;
+};
+
 class CommError : public Error {
  public:
   using Error::Error;

@@ -1,0 +1,113 @@
+#include "forget_estimate.h"
+
+#include <ATen/ATen.h>
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+
+#include "unlearn/model/transformer.h"
+#include "unlearn/parse/units.h"
+#include "unlearn/util/log.h"
+
+namespace unlearn {
+
+namespace {
+
+/// GFLOP/s of a [256, 256] x [256, 256] product in this process's dtype, for about 0.1 s.
+double measure_matmul_gflops(at::ScalarType dtype) {
+  const at::Tensor a = at::randn({256, 256}, at::TensorOptions().dtype(dtype));
+  const at::Tensor b = at::randn({256, 256}, at::TensorOptions().dtype(dtype));
+  at::Tensor c = at::mm(a, b);  // warm-up
+  const auto t0 = std::chrono::steady_clock::now();
+  int reps = 0;
+  double s = 0;
+  while (s < 0.1) {
+    c = at::mm(a, b);
+    ++reps;
+    s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  return 2.0 * 256 * 256 * 256 * reps / s / 1e9;
+}
+
+}  // namespace
+
+ForgetEstimate estimate_forget(const ModelConfig& config, const ProcessGrid& grid, const ForgetShape& shape) {
+  ModelConfig meta = config;
+  meta.device = "meta";  // shapes only: no memory, no initialisation
+  TransformerModel model(meta, grid.tp());
+  ForgetEstimate e;
+  for (const Parameter& p : model.parameters()) e.params_local += p.value.numel();
+  for (std::size_t i : model.select(shape.params_regex)) e.subset_local += model.parameters()[i].value.numel();
+  const std::int64_t b = static_cast<std::int64_t>(at::elementSize(config.dtype));
+  e.weights_bytes = e.params_local * b;
+  // Vectors of the subset's size alive at once: gradients (forget, retain, full, and the two Curvature objects'),
+  // the right-hand side and update, CG's x, r, p, Ap; gradient ascent keeps the step and one gradient.
+  const bool fisher = shape.method == Method::kFisherRemoval || shape.method == Method::kFisherForgetting ||
+                      (shape.method == Method::kNewtonCg && shape.curvature == CurvatureKind::kFisher);
+  e.vectors = shape.method == Method::kGradientAscent ? 5 : shape.method == Method::kNewtonCg ? 11 : 9;
+  e.vectors_bytes = e.vectors * e.subset_local * b;
+  // The Fisher store: m per-document gradients (every DP replica holds all rows) plus the m x m Gram in float64.
+  if (fisher) e.fisher_bytes = shape.retain_documents * e.subset_local * b + shape.retain_documents *
+                                                                                 shape.retain_documents * 8;
+  // Reused graphs (forward + create_graph backward) of the retain sample on this DP replica: per token and layer
+  // about 4d + 10d/tp + (heads/tp) T saved values, doubled by the second graph, plus three logit-sized tensors.
+  const double tp = grid.tp_size(), d = static_cast<double>(config.d_model);
+  const double per_token = 2.0 * static_cast<double>(config.n_layers) *
+                               (4 * d + 10 * d / tp + static_cast<double>(config.n_heads) / tp *
+                                                          static_cast<double>(config.max_positions)) +
+                           3.0 * static_cast<double>(config.vocab_size) / tp;
+  const double tokens = static_cast<double>(shape.retain_tokens) / grid.dp_size();
+  if (shape.method != Method::kGradientAscent && !(fisher && shape.method != Method::kNewtonCg))
+    e.graph_bytes = static_cast<std::int64_t>(per_token * tokens * static_cast<double>(b));
+  e.total_bytes = e.weights_bytes + e.vectors_bytes + e.fisher_bytes + e.graph_bytes;
+  // Time: a forward is about 2 FLOPs per local parameter per token; a product costs about 4 forwards, the graph
+  // setup 3 (forward + first backward).
+  e.matmul_gflops = measure_matmul_gflops(config.dtype);
+  const double forward_s = 2.0 * static_cast<double>(e.params_local) * tokens / (e.matmul_gflops * 1e9);
+  e.product_s = 4 * forward_s;
+  e.setup_s = 3 * forward_s;
+  const double products = fisher && shape.method != Method::kNewtonCg ? 0.0 : shape.cg_iterations;
+  e.solve_s = e.setup_s * 2 + products * e.product_s;
+  if (fisher) e.solve_s += shape.retain_documents > 0 ? 3 * forward_s : 0;  // per-document gradients
+  return e;
+}
+
+std::int64_t available_memory_per_rank(const ProcessGrid& grid) {
+  std::int64_t kb = 0;
+  std::ifstream f("/proc/meminfo");
+  for (std::string key; f >> key;) {
+    std::int64_t value = 0;
+    std::string unit;
+    f >> value >> unit;
+    if (key == "MemAvailable:") kb = value;
+  }
+  const std::int64_t mine = kb > 0 ? kb * 1024 / std::max(1, grid.node_local_size()) : 0;
+  // The smallest over the ranks (0 anywhere: unknown, so no limit).
+  const std::int64_t least = grid.world().all_reduce_scalar(mine > 0 ? mine : INT64_MAX, ReduceOp::kMin);
+  return least == INT64_MAX ? 0 : least;
+}
+
+std::string describe(const ForgetEstimate& e, const ProcessGrid& grid) {
+  auto fb = [](std::int64_t n) { return format_bytes(static_cast<std::uint64_t>(n)); };
+  std::ostringstream os;
+  os.precision(3);
+  os << "estimate per rank (tp " << grid.tp_size() << " x dp " << grid.dp_size() << "): " << e.params_local
+     << " parameters held, " << e.subset_local << " updated\n"
+     << "  memory: weights " << fb(e.weights_bytes) << ", " << e.vectors << " solver vectors "
+     << fb(e.vectors_bytes) << ", Fisher store " << fb(e.fisher_bytes)
+     << ", reused graphs ~" << fb(e.graph_bytes) << "; total ~" << fb(e.total_bytes) << "\n"
+     << "  time: matmul " << e.matmul_gflops << " GFLOP/s here; ~" << e.setup_s << " s graph setup, ~" << e.product_s
+     << " s per curvature product, ~" << e.solve_s << " s for the solve";
+  return os.str();
+}
+
+std::string to_json(const ForgetEstimate& e) {
+  return JsonObject().add("params_local", e.params_local).add("subset_local", e.subset_local)
+      .add("weights_bytes", e.weights_bytes).add("vectors", e.vectors).add("vectors_bytes", e.vectors_bytes)
+      .add("fisher_bytes", e.fisher_bytes).add("graph_bytes", e.graph_bytes).add("total_bytes", e.total_bytes)
+      .add("matmul_gflops", e.matmul_gflops).add("product_s", e.product_s).add("setup_s", e.setup_s)
+      .add("solve_s", e.solve_s).str();
+}
+
+}  // namespace unlearn
