@@ -91,7 +91,8 @@ class TrainCommand final : public Subcommand {
         ("log-every", po::value<std::int64_t>(&log_every_)->default_value(0),
          "steps between progress lines (0: about 20 lines per run)")
         ("stationarity-docs", po::value<std::int64_t>(&stat_docs_)->default_value(0),
-         "training documents for the final train-set gradient (0: all)")
+         "documents for the final train-set and canary-document gradients (0: all; a sample bounds the cost on "
+         "large corpora)")
         ("eval-rows", po::value<std::int64_t>(&eval_rows_)->default_value(32), "rows per micro-batch of the final scoring");
   }
 
@@ -299,7 +300,9 @@ class TrainCommand final : public Subcommand {
     for (const auto& ins : ds.canaries.insertions) canary_docs.insert(ins.document);
     if (!canary_docs.empty()) {
       // Design 3.0: ‖∇L_D‖ / ‖(n_f/n_r) Δ‖ with the canary documents as D_f.
-      const LossGradient forget = gradient_over({canary_docs.begin(), canary_docs.end()});
+      std::vector<std::int64_t> canary_rows(canary_docs.begin(), canary_docs.end());
+      if (stat_docs_ > 0 && static_cast<std::int64_t>(canary_rows.size()) > stat_docs_) canary_rows.resize(stat_docs_);
+      const LossGradient forget = gradient_over(canary_rows);
       // n_f and n_r count the whole training set (the gradient norms may come from a sample of it).
       const double n_f = static_cast<double>(forget.num_targets);
       const double n_r = static_cast<double>(std::max<std::int64_t>(1, train_targets - forget.num_targets));
