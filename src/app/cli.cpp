@@ -162,14 +162,13 @@ int run_mpi_program(int argc, char** argv, const std::function<Action(int, int)>
   if (action) {
     try {
       rc = action();
-    } catch (const AgreedError& e) {
+    } catch (const std::exception& e) {
+      if (!dynamic_cast<const Agreed*>(&e)) abort_job(e.what());
       // Every rank threw this at the same point: one message, and MPI still works, so finalise normally.
       if (rank == 0) std::fprintf(stderr, "unlearn: error: %s\n", e.what());
       action = nullptr;
       MPI_Finalize();
       return 1;
-    } catch (const std::exception& e) {
-      abort_job(e.what());
     } catch (...) {
       abort_job("unknown exception");
     }

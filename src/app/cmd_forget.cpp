@@ -8,12 +8,14 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <optional>
 #include <set>
 #include <sstream>
 
 #include "forget_estimate.h"
+#include "solver_state.h"
 #include "unlearn/app/subcommands.h"
 #include "unlearn/data/dataset.h"
 #include "unlearn/data/rng.h"
@@ -23,9 +25,26 @@
 #include "unlearn/parse/units.h"
 #include "unlearn/solver/newton.h"
 #include "unlearn/util/error.h"
+#include "unlearn/util/stop_signal.h"
 
 namespace unlearn {
 namespace {
+
+/// An option's value as text (the types the options of this command use).
+std::string option_text(const po::variable_value& v) {
+  const boost::any& a = v.value();
+  if (const auto* p = boost::any_cast<std::string>(&a)) return *p;
+  if (const auto* p = boost::any_cast<int>(&a)) return std::to_string(*p);
+  if (const auto* p = boost::any_cast<bool>(&a)) return *p ? "true" : "false";
+  if (const auto* p = boost::any_cast<std::uint64_t>(&a)) return std::to_string(*p);
+  if (const auto* p = boost::any_cast<double>(&a)) {
+    std::ostringstream os;
+    os.precision(17);
+    os << *p;
+    return os.str();
+  }
+  return "?";
+}
 
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
@@ -104,6 +123,16 @@ class ForgetCommand final : public Subcommand {
         ("seed", po::value<std::uint64_t>(&seed_)->default_value(1234), "retain sampling and noise")
         ("params", po::value<std::string>(&params_)->default_value(""), "regex of the parameters to update (all)")
         ("rows-per-batch", po::value<int>(&rows_per_batch_)->default_value(8), "rows per micro-batch")
+        ("state-dir", po::value<std::string>(&state_dir_)->value_name("DIR"),
+         "CG solver-state checkpoints (cg-r<request>-i<iteration>.h5); SIGTERM/SIGUSR1 save one and stop")
+        ("state-every", po::value<int>(&state_every_)->default_value(0)->value_name("K"),
+         "save the CG state every K iterations (0: only when stopped)")
+        ("resume", po::bool_switch(&resume_),
+         "continue from the latest state in --state-dir (none: start fresh); the output is bit-identical to an "
+         "uninterrupted run with the same options and rank layout")
+        ("stop-after-iteration", po::value<int>(&stop_after_iteration_)->default_value(0)->value_name("K"),
+         "stop with a saved state after CG iteration K of the first request that reaches it in this run, as "
+         "SIGTERM does (tests, time-limited allocations; 0: never)")
         ("dry-run", po::bool_switch(&dry_run_),
          "print the memory and time estimate per rank from the checkpoint's metadata, load nothing, write nothing")
         ("memory-limit", po::value<std::string>(&memory_limit_)->default_value("auto")->value_name("BYTES"),
@@ -127,6 +156,10 @@ class ForgetCommand final : public Subcommand {
     if (method == Method::kGradientAscent && (!(ga_lr_ > 0) || ga_steps_ < 1))
       throw ConfigError("gradient-ascent needs --ga-lr > 0 and --ga-steps >= 1");
     if (canary_requests_ < 1) throw ConfigError("--canary-requests must be at least 1");
+    if ((resume_ || state_every_ > 0 || stop_after_iteration_ > 0) && state_dir_.empty())
+      throw ConfigError("--resume, --state-every and --stop-after-iteration need --state-dir");
+    if (state_every_ < 0 || stop_after_iteration_ < 0)
+      throw ConfigError("--state-every and --stop-after-iteration must be >= 0");
     if (memory_limit_ != "auto") parse_byte_size(memory_limit_, "--memory-limit");
     if (is_temporary_checkpoint_name(in_)) throw ConfigError("--checkpoint '" + in_ + "' is a temporary file name");
     // The dataset and the forget sets are checked here, on every rank, before any communication: a wrong id is one
@@ -225,6 +258,26 @@ class ForgetCommand final : public Subcommand {
       log_info0("before: " + describe(*exposure_before));
     }
 
+    // What decides the solve: a resumed run must match it (the input checkpoint, the rank layout and every option
+    // except those that do not change the numbers).
+    fingerprint_ = info.content_digest + " tp " + std::to_string(grid.tp_size()) + " dp " + std::to_string(grid.dp_size());
+    static const std::set<std::string> neutral = {"resume", "stop-after-iteration", "state-every", "state-dir", "output",
+                                                  "report", "metrics", "log-level", "dry-run", "threads", "config",
+                                                  "memory-limit"};
+    for (const auto& [key, value] : ctx.options)
+      if (!neutral.count(key)) fingerprint_ += " " + key + "=" + option_text(value);
+    if (!state_dir_.empty()) {
+      if (grid.world_rank() == 0) std::filesystem::create_directories(state_dir_);
+      grid.world().barrier();
+    }
+    if (resume_) {
+      resume_from_ = latest_solver_state(state_dir_);
+      log_info0(resume_from_ ? "resuming request " + std::to_string(resume_from_->request + 1) + " at CG iteration " +
+                                   std::to_string(resume_from_->iteration) + " from " + state_dir_
+                             : "--resume: no solver state in " + state_dir_ + "; starting from the beginning");
+    }
+    install_stop_signals();
+
     std::set<std::int64_t> removed;  // forget sets of the requests so far: they leave D one after another
     std::vector<std::string> request_reports;
     ShardedVector total_update;
@@ -238,6 +291,19 @@ class ForgetCommand final : public Subcommand {
       const auto t_req = std::chrono::steady_clock::now();
       const std::string rep = run_request(*model, grid, subset, requests_[r], removed, policy, total_update);
       solve_s += seconds_since(t_req);
+      if (stopped_) {
+        if (state_dir_.empty()) {
+          if (grid.world_rank() == 0)
+            log_warn("signal " + std::to_string(stopped_->signal) + ": stopped at request " + std::to_string(r + 1) +
+                     ", CG iteration " + std::to_string(stopped_->iteration) +
+                     " without a state (no --state-dir); nothing was saved");
+          return 1;
+        }
+        log_info0((stopped_->signal ? "signal " + std::to_string(stopped_->signal) : std::string("--stop-after-iteration")) +
+                  ": stopped at request " + std::to_string(r + 1) + ", CG iteration " +
+                  std::to_string(stopped_->iteration) + " with its state in " + state_dir_ + "; continue with --resume");
+        return 0;
+      }
       request_reports.push_back(rep);
     }
     phases.add("requests_s", solve_s);
@@ -268,6 +334,9 @@ class ForgetCommand final : public Subcommand {
         .add_raw("request_reports", json_array(request_reports))
         .add("update_norm", total_update.norm()).add_raw("update_norm_per_tensor", tensor_norms_json(total_update))
         .add_raw("estimate", to_json(est)).add_raw("phases", phases.str())
+        .add_raw("resumed_from", resume_from_ ? JsonObject().add("request", resume_from_->request + 1)
+                                                    .add("iteration", resume_from_->iteration).str()
+                                              : std::string("null"))
         .add("input_checkpoint", in_).add("input_digest", info.content_digest)
         .add("output_checkpoint", out_).add("output_digest", out_info.content_digest)
         .add("world_size", grid.world_size()).add("tp", grid.tp_size()).add("dp", grid.dp_size());
@@ -404,6 +473,25 @@ class ForgetCommand final : public Subcommand {
       }
       phases.add("curvature_setup_s", seconds_since(t));
       t = std::chrono::steady_clock::now();
+      // Solver state: resume this request's CG, save it every --state-every iterations, stop on a signal.
+      std::optional<CgState> resumed;
+      if (resume_from_ && resume_from_->request == static_cast<std::int64_t>(opt_.request)) {
+        resumed = load_solver_state(state_dir_, *resume_from_, pb.forget_gradient, model, grid, subset, fingerprint_);
+        log_info0("  cg resumes after iteration " + std::to_string(resumed->iteration));
+      }
+      const bool saving = !state_dir_.empty() &&
+                          (!resume_from_ || static_cast<std::int64_t>(opt_.request) >= resume_from_->request);
+      opt_.cg.resume = resumed ? &*resumed : nullptr;
+      opt_.cg.after_iteration = [&](const CgState& st) {
+        const auto sig = grid.world().all_reduce_scalar(std::int64_t{stop_signal_received()}, ReduceOp::kMax);
+        const bool stop_here = stop_after_iteration_ > 0 && !stop_used_ && st.iteration == stop_after_iteration_;
+        const bool stop = sig != 0 || stop_here;
+        if (saving && (stop || (state_every_ > 0 && st.iteration % state_every_ == 0)))
+          save_solver_state(state_dir_, static_cast<std::int64_t>(opt_.request), st, model, grid, subset, fingerprint_);
+        if (stop) stopped_ = Stop{static_cast<int>(sig), st.iteration};
+        stop_used_ = stop_used_ || stop_here;
+        return stop;
+      };
       const auto t_solve = std::chrono::steady_clock::now();
       NewtonResult res = newton_update(pb, opt_, [&](const CgIteration& it) {
         const double elapsed = seconds_since(t_solve);
@@ -413,6 +501,9 @@ class ForgetCommand final : public Subcommand {
                       it.iteration, it.relative_residual, it.curvature, it.seconds, eta);
         log_info0(line);
       });
+      opt_.cg.after_iteration = nullptr;
+      opt_.cg.resume = nullptr;
+      if (res.cg.status == CgStatus::kInterrupted) return {};  // run() reports the stop
       log_info0("update: " + to_string(opt_.method) + ", cg " + to_string(res.cg.status) + " after " +
                 std::to_string(res.cg.iterations) + " iterations, ‖update‖ " + std::to_string(res.update_norm) +
                 ", stationarity ratio " + std::to_string(res.stationarity_ratio));
@@ -506,9 +597,16 @@ class ForgetCommand final : public Subcommand {
     return dp.all_reduce_scalar(sum) / static_cast<double>(dp.all_reduce_scalar(n));
   }
 
+  struct Stop {
+    int signal = 0;
+    int iteration = 0;
+  };
   std::string in_, dataset_, out_, report_, forget_ids_, method_, curvature_, source_, params_, step_policy_,
-      memory_limit_;
-  bool forget_canaries_ = false, dry_run_ = false;
+      memory_limit_, state_dir_, fingerprint_;
+  bool forget_canaries_ = false, dry_run_ = false, resume_ = false, stop_used_ = false;
+  int state_every_ = 0, stop_after_iteration_ = 0;
+  std::optional<SolverStateId> resume_from_;
+  std::optional<Stop> stopped_;
   int retain_sample_ = 64, rows_per_batch_ = 8, canary_requests_ = 1, backtrack_max_ = 8, ga_steps_ = 10;
   double loss_budget_ = 0.05, ga_lr_ = 1e-3;
   std::uint64_t seed_ = 1234;

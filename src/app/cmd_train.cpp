@@ -3,10 +3,8 @@
 // when the dataset holds planted canaries, their exposure. Documents are named by id only, never by text.
 #include <ATen/ATen.h>
 
-#include <atomic>
 #include <chrono>
 #include <cmath>
-#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -21,12 +19,10 @@
 #include "unlearn/parse/units.h"
 #include "unlearn/train/trainer.h"
 #include "unlearn/util/error.h"
+#include "unlearn/util/stop_signal.h"
 
 namespace unlearn {
 namespace {
-
-std::atomic<int> g_stop_signal{0};
-extern "C" void on_stop_signal(int sig) { g_stop_signal.store(sig); }
 
 std::string format_duration(double s) {
   char buf[32];
@@ -203,8 +199,7 @@ class TrainCommand final : public Subcommand {
       }
     }
 
-    std::signal(SIGTERM, on_stop_signal);
-    std::signal(SIGUSR1, on_stop_signal);
+    install_stop_signals();
     const std::int64_t log_every = log_every_ > 0 ? log_every_ : std::max<std::int64_t>(1, opt_.steps / 20);
     const auto t_train = std::chrono::steady_clock::now();
     std::int64_t tokens_since = 0, stopped_at = 0;
@@ -244,7 +239,7 @@ class TrainCommand final : public Subcommand {
         }
       });
       step = until;
-      const std::int64_t signal_any = grid.world().all_reduce_scalar(std::int64_t{g_stop_signal.load()}, ReduceOp::kMax);
+      const std::int64_t signal_any = grid.world().all_reduce_scalar(std::int64_t{stop_signal_received()}, ReduceOp::kMax);
       if ((signal_any || step == stop_after_) && step < opt_.steps) {
         if (ck_.dir.empty()) {
           // Nothing to resume from: say so, and end with a failure status (the job did not finish).

@@ -78,15 +78,23 @@ CheckpointInfo interpret(FileInfo file) {
 
 std::vector<TensorBlock> parameter_blocks(const TransformerModel& model, const ProcessGrid& grid,
                                           const std::vector<at::Tensor>& values, const std::string& prefix) {
-  UNLEARN_CHECK(values.size() == model.parameters().size(),
-                "parameter_blocks: " << values.size() << " values for " << model.parameters().size() << " parameters");
+  std::vector<std::size_t> all(model.parameters().size());
+  for (std::size_t i = 0; i < all.size(); ++i) all[i] = i;
+  return parameter_blocks(model, grid, all, values, prefix);
+}
+
+std::vector<TensorBlock> parameter_blocks(const TransformerModel& model, const ProcessGrid& grid,
+                                          const std::vector<std::size_t>& subset,
+                                          const std::vector<at::Tensor>& values, const std::string& prefix) {
+  UNLEARN_CHECK(values.size() == subset.size(),
+                "parameter_blocks: " << values.size() << " values for " << subset.size() << " parameters");
   std::vector<TensorBlock> blocks;
-  for (std::size_t i = 0; i < values.size(); ++i) {
-    const Parameter& p = model.parameters()[i];
-    UNLEARN_CHECK(values[i].sizes() == p.value.sizes(), "parameter_blocks: '" << p.name << "' has the wrong shape");
+  for (std::size_t j = 0; j < values.size(); ++j) {
+    const Parameter& p = model.parameters()[subset[j]];
+    UNLEARN_CHECK(values[j].sizes() == p.value.sizes(), "parameter_blocks: '" << p.name << "' has the wrong shape");
     TensorBlock b;
     b.name = prefix + p.name;
-    b.local = values[i];
+    b.local = values[j];
     b.global_shape = p.global_shape;
     b.shard_dim = p.shard_dim;
     b.shard_start = p.shard_start;
@@ -182,7 +190,8 @@ std::unique_ptr<TransformerModel> load_model(const std::string& path, const Proc
   try {
     info.config.validate(grid.tp_size());
   } catch (const ConfigError& e) {
-    throw ConfigError("checkpoint '" + path + "' (" + info.config.describe() + ") cannot be loaded at --tp " +
+    // Every rank read the same config and validates it the same way: agreed.
+    throw AgreedError("checkpoint '" + path + "' (" + info.config.describe() + ") cannot be loaded at --tp " +
                       std::to_string(grid.tp_size()) + ": " + e.what());
   }
   auto model = std::make_unique<TransformerModel>(info.config, grid.tp());

@@ -40,9 +40,19 @@ void Collective::run(const std::function<void()>& body) const {
     kind = kIo;
     message = e.what();
   }
-  if (comm_ == MPI_COMM_NULL) {
+  int world = 1, mpi_up = 0;
+  MPI_Initialized(&mpi_up);
+  if (mpi_up) MPI_Comm_size(MPI_COMM_WORLD, &world);
+  // Over the whole world the failure is agreed: every rank throws it here, and the CLI reports it once.
+  const bool whole_world = size_ == world;
+  auto rethrow = [&]() {
+    if (whole_world && kind == kConfig) throw AgreedError(message);
+    if (whole_world) throw AgreedIoError(message);
     if (kind == kConfig) throw ConfigError(message);
-    if (kind == kIo) throw IoError(message);
+    throw IoError(message);
+  };
+  if (comm_ == MPI_COMM_NULL) {
+    if (kind != kNone) rethrow();
     return;
   }
   const int mine = kind == kNone ? INT_MAX : rank_;
@@ -73,8 +83,7 @@ void Collective::run(const std::function<void()>& body) const {
   if (first == INT_MAX) return;
   UNLEARN_CHECK_MPI(MPI_Bcast(&kind, 1, MPI_INT, first, comm_));
   message = broadcast(std::move(message), first);
-  if (kind == kConfig) throw ConfigError(message);
-  throw IoError(message);
+  rethrow();
 }
 
 double Collective::failure_timeout() {

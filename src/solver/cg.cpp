@@ -18,6 +18,7 @@ std::string to_string(CgStatus status) {
     case CgStatus::kTrustRegionBoundary: return "trust_region_boundary";
     case CgStatus::kMaxIterations: return "max_iterations";
     case CgStatus::kDivergedNanOrInf: return "diverged_nan_or_inf";
+    case CgStatus::kInterrupted: return "interrupted";
   }
   return "?";
 }
@@ -63,8 +64,19 @@ CgResult solve_cg(LinearOperator& A, const ShardedVector& b, ShardedVector& x, c
   double rz = r.dot(z);
   res.residual_norm = res.b_norm;
   const double target = std::max(opt.rtol * res.b_norm, opt.atol);
+  int first = 0;
+  if (opt.resume) {
+    const CgState& st = *opt.resume;
+    x.copy_from(st.x);
+    r.copy_from(st.r);
+    p.copy_from(st.p);
+    rz = st.rz;
+    res.residual_norm = st.residual_norm;
+    res.history = st.history;
+    res.iterations = first = st.iteration;
+  }
 
-  for (int k = 0; k < opt.max_iters; ++k) {
+  for (int k = first; k < opt.max_iters; ++k) {
     A.apply(p, Ap);                            // Ap <- A p
     const double pAp = p.dot(Ap), pp = p.dot(p);
     if (!finite(pAp) || !finite(rz)) {
@@ -119,6 +131,11 @@ CgResult solve_cg(LinearOperator& A, const ShardedVector& b, ShardedVector& x, c
     rz = rz_next;
     p.scale(beta);                             // p <- z + β p
     p.axpy(1.0, z);
+    if (opt.after_iteration && k + 1 < opt.max_iters &&
+        opt.after_iteration(CgState{k + 1, x, r, p, rz, res.residual_norm, res.history})) {
+      res.status = CgStatus::kInterrupted;
+      return res;
+    }
   }
   res.status = CgStatus::kMaxIterations;
   return res;

@@ -2,19 +2,13 @@
 # `unlearn forget` end to end on real text (fortunes-min) with a tiny initialised GPT-2: prepare a dataset with
 # planted canaries, init a checkpoint, remove the canary documents with fisher-removal and newton-cg at 1 and 2
 # ranks (TP = 2); the output checkpoints and reports exist, the report names documents by id only, the forget loss
-# rises; gradient ascent, backtracking, sequential requests, --dry-run and the memory refusal work; bad input
+# rises; gradient ascent, backtracking, sequential requests, --dry-run and the memory refusal work; a Newton-CG
+# stopped after a CG iteration resumes bit-identically from its solver state; bad input
 # (unknown id, existing output) fails with one message. Env: UNLEARN_BIN, MPIEXEC.
 set -u
 bin=${UNLEARN_BIN:?} mpi2="${MPIEXEC:-mpiexec} -n 2 --oversubscribe --bind-to none"
-src=/usr/share/games/fortunes
-[ -f $src/riddles ] || { echo "SKIP: fortunes-min is not installed (tools/install-deps.sh installs it)"; exit 77; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail=0
-mkdir -p "$tmp/fortunes"
-cp $src/riddles $src/riddles.dat "$tmp/fortunes/"
-
 source "$(dirname "${BASH_SOURCE[0]}")/../common/check.sh"
+fortunes_workspace riddles
 
 check "prepare-data" 0 "wrote" -- "$bin" prepare-data --corpus fortunes --corpus-dir "$tmp/fortunes" --seed 3 \
   --canaries 3 --canary-tuning 1 --canary-repeats 4 --canary-references 50 --output "$tmp/ds.h5"
@@ -53,7 +47,7 @@ PY
 grep -q "my secret number" "$tmp"/*.report.json && { echo "FAIL: a report holds canary text"; fail=1; }
 check "unknown forget id" 1 "no document with id 999999" -- $mpi2 "$bin" forget --checkpoint "$tmp/init.h5" \
   --dataset "$tmp/ds.h5" --forget-ids 999999 --output "$tmp/x.h5"
-[ "$(grep -c 'error:' "$tmp/out")" -eq 1 ] || { echo "FAIL: expected one error line"; fail=1; }
+expect_one_error
 [ ! -e "$tmp/x.h5" ] || { echo "FAIL: output written despite the error"; fail=1; }
 # Gradient ascent, backtracking, sequential requests, dry run and the memory refusal.
 check "gradient-ascent np2" 0 "wrote" -- $mpi2 "$bin" forget --tp 2 "${common[@]}" --method gradient-ascent \
@@ -66,7 +60,7 @@ check "dry run" 0 "estimate per rank .*" -- $mpi2 "$bin" forget --tp 2 "${common
 [ ! -e "$tmp/dry.h5" ] && ! grep -q "forget set:" "$tmp/out" || { echo "FAIL: --dry-run loaded or wrote"; fail=1; }
 check "memory limit refuses before loading" 1 "needs .* per rank, more than the 1 KiB available" -- $mpi2 "$bin" \
   forget "${common[@]}" --method fisher-removal --memory-limit 1K --output "$tmp/big.h5"
-[ "$(grep -c 'error:' "$tmp/out")" -eq 1 ] || { echo "FAIL: expected one error line"; fail=1; }
+expect_one_error
 [ ! -e "$tmp/big.h5" ] || { echo "FAIL: output written despite the refusal"; fail=1; }
 /usr/bin/python3 - "$tmp" <<'PY' || fail=1
 import json, sys
@@ -84,6 +78,38 @@ assert seq["requests"] == 2 and not set(r1["forget_document_ids"]) & set(r2["for
 assert r2["n_retain"] < r1["n_retain"] + r1["n_forget"], "request 2's retain set must not hold request 1's documents"
 print("ok   reports: gradient ascent forget loss %.3f -> %.3f; backtrack %d tries to eta %g; 2 requests"
       % (ga["forget_loss_before"], ga["forget_loss_after"], len(tries), bt["eta"]))
+PY
+# Solver state: stop after CG iteration 3 with its state, resume, and end bit-identical to an uninterrupted run.
+ncg=(--tp 2 --checkpoint "$tmp/init.h5" --dataset "$tmp/ds.h5" --forget-canaries --retain-sample 12
+     --method newton-cg --curvature ggn --damping 0.01 --cg-max-iters 6 --cg-rtol 1e-12)
+check "newton-cg uninterrupted" 0 "wrote" -- $mpi2 "$bin" forget "${ncg[@]}" --output "$tmp/ncgA.h5"
+check "newton-cg stops after iteration 3" 0 "stopped at request 1, CG iteration 3 with its state" -- $mpi2 "$bin" \
+  forget "${ncg[@]}" --state-dir "$tmp/st" --state-every 2 --stop-after-iteration 3 --output "$tmp/ncgB.h5"
+[ ! -e "$tmp/ncgB.h5" ] && [ -e "$tmp/st/cg-r000-i000002.h5" ] && [ -e "$tmp/st/cg-r000-i000003.h5" ] \
+  || { echo "FAIL: expected states at iterations 2 and 3 and no output"; ls "$tmp/st"; fail=1; }
+check "newton-cg resumes" 0 "cg resumes after iteration 3" -- $mpi2 "$bin" forget "${ncg[@]}" --state-dir "$tmp/st" \
+  --state-every 2 --resume --output "$tmp/ncgB.h5"
+check "resume with other options" 1 "cannot resume from .*other unlearning options" -- $mpi2 "$bin" forget \
+  "${ncg[@]}" --seed 99 --state-dir "$tmp/st" --resume --output "$tmp/ncgC.h5"
+expect_one_error
+/usr/bin/python3 - "$tmp" <<'PY' || fail=1
+import json, sys
+import h5py, numpy as np
+tmp = sys.argv[1]
+def content(path):
+    with h5py.File(path, "r") as f:
+        attrs = {k: str(f.attrs[k]) for k in f.attrs if not k.startswith("provenance.")}
+        tensors = {}
+        f.visititems(lambda n, o: tensors.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset) else None)
+    return attrs, tensors
+a_attrs, a = content(tmp + "/ncgA.h5")
+b_attrs, b = content(tmp + "/ncgB.h5")
+assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a), "resumed CG differs"
+assert a_attrs == b_attrs
+rb = json.load(open(tmp + "/ncgB.h5.report.json"))
+assert rb["resumed_from"] == {"request": 1, "iteration": 3}, rb["resumed_from"]
+assert len(rb["request_reports"][0]["cg"]["history"]) == 6
+print("ok   resumed Newton-CG is bit-identical to the uninterrupted run (%d tensors)" % len(a))
 PY
 check "an id in two requests" 1 "is in more than one request" -- "$bin" forget --checkpoint "$tmp/init.h5" \
   --dataset "$tmp/ds.h5" --forget-ids "1,2;2,3" --output "$tmp/z.h5"

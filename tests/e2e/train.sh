@@ -1,19 +1,15 @@
 #!/usr/bin/env bash
 # `unlearn train` end to end on real text (fortunes-min riddles) with planted canaries, 2 ranks: TP = 2 training
-# with periodic checkpoints; an interrupted run (--stop-after) resumed with --resume gives a final checkpoint bit-identical to the uninterrupted one (tensors and non-provenance attributes,
-# read with h5py); SIGUSR1 (forwarded by mpiexec) stops every rank with a checkpoint; the report holds the stationarity ratio and exposure and no canary text; the retrain reference
-# (--exclude-canaries) leaves the canary documents out; bad input fails with one message and writes nothing.
+# with periodic checkpoints; an interrupted run (--stop-after) resumed with --resume gives a final checkpoint
+# bit-identical to the uninterrupted one (tensors and non-provenance attributes, read with h5py); SIGUSR1 (forwarded
+# by mpiexec) stops every rank with a checkpoint; the report holds the stationarity ratio and exposure and no canary
+# text; the retrain reference (--exclude-canaries) leaves the canary documents out; bad input fails with one
+# message and writes nothing.
 # Env: UNLEARN_BIN, MPIEXEC.
 set -u
 bin=${UNLEARN_BIN:?} mpi2="${MPIEXEC:-mpiexec} -n 2 --oversubscribe --bind-to none"
-src=/usr/share/games/fortunes
-[ -f $src/riddles ] || { echo "SKIP: fortunes-min is not installed (tools/install-deps.sh installs it)"; exit 77; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail=0
-mkdir -p "$tmp/fortunes"
-cp $src/riddles $src/riddles.dat "$tmp/fortunes/"
 source "$(dirname "${BASH_SOURCE[0]}")/../common/check.sh"
+fortunes_workspace riddles
 jobs=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../jobs" && pwd)  # the CI fixture configs: jobs/tiny
 
 check "prepare-data" 0 "wrote" -- "$bin" prepare-data --config "$jobs/tiny/prepare-data.ini" \
@@ -74,13 +70,13 @@ check "retrain reference" 0 "canary documents|excluded" -- $mpi2 "$bin" train --
 
 check "vocabulary larger than the model" 1 "vocabulary \(256.*larger than the model's \(100\)" -- $mpi2 "$bin" train \
   --dataset "$tmp/ds.h5" "${model[@]}" --vocab-size 100 --steps 2 --output "$tmp/x.h5"
-[ "$(grep -c 'error:' "$tmp/out")" -eq 1 ] || { echo "FAIL: expected one error line"; fail=1; }
+expect_one_error
 check "missing dataset" 1 "error: .*nope.h5" -- $mpi2 "$bin" train --dataset "$tmp/nope.h5" --output "$tmp/x.h5"
 check "existing output" 1 "exists" -- "$bin" train --dataset "$tmp/ds.h5" --output "$tmp/a.h5"
 check "resume without a directory" 1 "need --checkpoint-dir" -- "$bin" train --dataset "$tmp/ds.h5" --resume \
   --output "$tmp/x.h5"
 check "resume with other options" 1 "cannot resume .*training options" -- $mpi2 "$bin" "${train[@]}" --lr 1e-2 \
   --checkpoint-dir "$tmp/ckB" --resume --output "$tmp/x.h5"
-[ "$(grep -c 'error:' "$tmp/out")" -eq 1 ] || { echo "FAIL: expected one error line"; fail=1; }
+expect_one_error
 [ ! -e "$tmp/x.h5" ] || { echo "FAIL: output written despite an error"; fail=1; }
 exit $fail

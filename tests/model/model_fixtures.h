@@ -106,4 +106,14 @@ inline double worst_rel_err(const ShardedVector& got, const ShardedVector& ref, 
   return worst;
 }
 
+/// Replicated parameters hold identical values on every rank of the TP group (a hash would do; the sum of squares
+/// of equal tensors is exactly equal).
+inline void expect_replicated_identical(const TransformerModel& model, Communicator& tp) {
+  for (const auto& p : model.parameters()) {
+    if (!p.layout.replicated) continue;
+    const double mine = p.value.detach().pow(2).sum().item<double>();
+    EXPECT_EQ(tp.all_reduce_scalar(mine, ReduceOp::kMax), tp.all_reduce_scalar(mine, ReduceOp::kMin)) << p.name;
+  }
+}
+
 }  // namespace unlearn::testing

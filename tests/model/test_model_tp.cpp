@@ -51,13 +51,7 @@ TEST_P(TpEquivalence, LossGradientHvpGvpEqualSerialForEveryLayout) {
     EXPECT_NEAR(v.dot(v), v_ref.dot(v_ref), 1e-12 * v_ref.dot(v_ref));  // replicated entries counted once
     EXPECT_LE(worst_rel_err(curv.hvp(v), ref_curv.hvp(v_ref), model, all, &worst), kTol) << "H·v " << worst;
     EXPECT_LE(worst_rel_err(curv.gvp(v), ref_curv.gvp(v_ref), model, all, &worst), kTol) << "G·v " << worst;
-    // Replicated parameters stay identical across the TP group (a hash would do; the sum of squares is exact).
-    for (const auto& p : model.parameters()) {
-      if (!p.layout.replicated) continue;
-      const double mine = p.value.detach().pow(2).sum().item<double>();
-      EXPECT_EQ(grid.tp().all_reduce_scalar(mine, ReduceOp::kMax), grid.tp().all_reduce_scalar(mine, ReduceOp::kMin))
-          << p.name;
-    }
+    expect_replicated_identical(model, grid.tp());
   }
 }
 

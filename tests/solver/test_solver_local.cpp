@@ -2,6 +2,8 @@
 // CG solutions, the Woodbury inverse, the F^-1/4 noise transform, negative curvature and NaN statuses.
 #include <gtest/gtest.h>
 
+#include <optional>
+
 #include "solver_fixtures.h"
 #include "unlearn/solver/cg.h"
 #include "unlearn/util/error.h"
@@ -44,6 +46,42 @@ TEST(SolverDense, CgOnDampedHessianAndGgnEqualsDenseSolve) {
     EXPECT_LT(rel(flatten(x), expect), 1e-8) << to_string(kind);
     EXPECT_FALSE(r.history.empty());
   }
+}
+
+TEST(SolverDense, CgInterruptedAndResumedIsBitIdentical) {
+  Tiny s;
+  const ShardedVector b = random_vector(s.model, s.all, 9);
+  CurvatureOperator C(s.curv, CurvatureKind::kGgn);
+  DampedOperator A(C, 0.1);
+  CgOptions opt;
+  opt.max_iters = 9;
+  opt.rtol = 1e-15;  // all 9 iterations
+  ShardedVector straight;
+  const CgResult full = solve_cg(A, b, straight, opt);
+  ASSERT_EQ(full.status, CgStatus::kMaxIterations);
+
+  // Stop after iteration 4, keeping a deep copy of the state (what a checkpoint holds), then resume from it.
+  std::optional<CgState> saved;
+  CgOptions stop = opt;
+  stop.after_iteration = [&](const CgState& st) {
+    if (st.iteration != 4) return false;
+    saved = CgState{st.iteration, st.x.clone(), st.r.clone(), st.p.clone(), st.rz, st.residual_norm, st.history};
+    return true;
+  };
+  ShardedVector partial;
+  const CgResult first = solve_cg(A, b, partial, stop);
+  EXPECT_EQ(first.status, CgStatus::kInterrupted);
+  EXPECT_EQ(first.iterations, 4);
+  ASSERT_TRUE(saved);
+  CgOptions resume = opt;
+  resume.resume = &*saved;
+  ShardedVector resumed;
+  const CgResult second = solve_cg(A, b, resumed, resume);
+  EXPECT_EQ(second.status, full.status);
+  EXPECT_EQ(second.iterations, full.iterations);
+  ASSERT_EQ(second.history.size(), full.history.size());
+  EXPECT_EQ(second.residual_norm, full.residual_norm);
+  for (std::size_t i = 0; i < straight.size(); ++i) EXPECT_TRUE(at::equal(resumed[i], straight[i])) << i;
 }
 
 TEST(SolverDense, WoodburyEqualsCgOnFisherEqualsDense) {

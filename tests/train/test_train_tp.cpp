@@ -60,12 +60,7 @@ TEST_P(TrainTp, FiveStepsEqualSerialForEveryLayout) {
     const auto all = model.select("");
     std::string worst;
     EXPECT_LE(worst_rel_err(model.values(all), ref.values(ref.select("")), model, all, &worst), 1e-10) << worst;
-    for (const auto& p : model.parameters()) {
-      if (!p.layout.replicated) continue;
-      const double mine = p.value.detach().pow(2).sum().item<double>();
-      EXPECT_EQ(grid.tp().all_reduce_scalar(mine, ReduceOp::kMax), grid.tp().all_reduce_scalar(mine, ReduceOp::kMin))
-          << p.name;
-    }
+    expect_replicated_identical(model, grid.tp());
   }
 }
 

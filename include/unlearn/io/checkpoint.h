@@ -113,6 +113,10 @@ bool is_temporary_checkpoint_name(const std::string& path);
 /// stored in the checkpoint layout.
 std::vector<TensorBlock> parameter_blocks(const TransformerModel& model, const ProcessGrid& grid,
                                           const std::vector<at::Tensor>& values, const std::string& prefix);
+/// The same for the parameters `subset` (model.select()), `values[j]` shaped like parameter subset[j]'s shard.
+std::vector<TensorBlock> parameter_blocks(const TransformerModel& model, const ProcessGrid& grid,
+                                          const std::vector<std::size_t>& subset,
+                                          const std::vector<at::Tensor>& values, const std::string& prefix);
 
 /// Step-numbered final name, `step-00000012.h5`; never reused (writers refuse existing files).
 std::string checkpoint_file_name(std::int64_t step);

@@ -22,10 +22,16 @@ class ConfigError : public Error {
 };
 
 /// A failed MPI/NCCL/CUDA call or a violated collective precondition (local to one rank).
-/// A configuration error that every rank throws at the same point after agreeing on it through a collective (an
-/// all-reduced check): the CLI prints it once and every rank exits 1 cleanly, without MPI_Abort. Only for errors
-/// that truly are agreed; anything else must stay an ordinary exception (one rank alone would hang the others).
-class AgreedError : public ConfigError {
+/// Marks an exception that every rank of the job throws at the same point after agreeing on it through a collective
+/// over the whole world (an all-reduced check): the CLI prints it once and every rank exits 1 cleanly, without
+/// MPI_Abort. Only for errors that truly are agreed; anything else must stay an ordinary exception (a rank failing
+/// alone would leave the others waiting in a collective).
+class Agreed {
+ public:
+  virtual ~Agreed() = default;
+};
+
+class AgreedError : public ConfigError, public Agreed {
  public:
   using ConfigError::ConfigError;
 };
@@ -39,6 +45,11 @@ class CommError : public Error {
 class IoError : public Error {
  public:
   using Error::Error;
+};
+
+class AgreedIoError : public IoError, public Agreed {
+ public:
+  using IoError::IoError;
 };
 
 /// Process identity stamped into check-macro messages: "[r3/node17]". Set once after MPI_Init.
