@@ -33,15 +33,14 @@ echo "== 3. train a GPT-2-style model, 2 ranks (TP = 2; jobs/default/train.ini) 
 "${mpi[@]}" "$bin" train --config "$root/jobs/default/train.ini" --tp 2 --dataset "$out/dataset.h5" \
   --checkpoint-dir "$out/checkpoints" --output "$out/model.h5" --metrics "$out/metrics.jsonl"
 echo
-echo "== 4. remove the canary documents: Fisher Removal, 2 ranks (TP = 2) =="
-"${mpi[@]}" "$bin" forget --tp 2 --checkpoint "$out/model.h5" --dataset "$out/dataset.h5" --forget-canaries \
-  --method fisher-removal --damping 0.1 --retain-sample 32 --output "$out/model-fisher-removal.h5" \
-  --metrics "$out/metrics.jsonl"
+echo "== 4. remove the canary documents: Fisher Removal, 2 ranks (TP = 2; jobs/default/forget-fisher-removal.ini) =="
+"${mpi[@]}" "$bin" forget --config "$root/jobs/default/forget-fisher-removal.ini" --tp 2 --checkpoint "$out/model.h5" \
+  --dataset "$out/dataset.h5" --output "$out/model-fisher-removal.h5" --metrics "$out/metrics.jsonl"
 echo
-echo "== 5. the same with Newton-CG on the Gauss-Newton curvature =="
-"${mpi[@]}" "$bin" forget --tp 2 --checkpoint "$out/model.h5" --dataset "$out/dataset.h5" --forget-canaries \
-  --method newton-cg --curvature ggn --damping 0.1 --cg-max-iters 10 --retain-sample 32 \
-  --output "$out/model-newton-cg.h5" --metrics "$out/metrics.jsonl"
+echo "== 5. the same with Newton-CG on the Gauss-Newton curvature (jobs/default/forget-newton-cg.ini) =="
+"${mpi[@]}" "$bin" forget --config "$root/jobs/default/forget-newton-cg.ini" --tp 2 --checkpoint "$out/model.h5" \
+  --dataset "$out/dataset.h5" --state-dir "$out/solver-state" --output "$out/model-newton-cg.h5" \
+  --metrics "$out/metrics.jsonl"
 echo
 echo "== 6. Communicator all-reduce vs raw MPI_Allreduce, 2 ranks =="
 "${mpi[@]}" "$bin" bench comm --min-bytes 4K --max-bytes 4M --reps 20 --output "$out/bench_comm.md" --log-level warn

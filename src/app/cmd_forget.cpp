@@ -126,7 +126,7 @@ class ForgetCommand final : public Subcommand {
         ("state-dir", po::value<std::string>(&state_dir_)->value_name("DIR"),
          "CG solver-state checkpoints (cg-r<request>-i<iteration>.h5); SIGTERM/SIGUSR1 save one and stop")
         ("state-every", po::value<int>(&state_every_)->default_value(0)->value_name("K"),
-         "save the CG state every K iterations (0: only when stopped)")
+         "with --state-dir: save the CG state every K iterations (0: only when stopped)")
         ("resume", po::bool_switch(&resume_),
          "continue from the latest state in --state-dir (none: start fresh); the output is bit-identical to an "
          "uninterrupted run with the same options and rank layout")
@@ -156,8 +156,9 @@ class ForgetCommand final : public Subcommand {
     if (method == Method::kGradientAscent && (!(ga_lr_ > 0) || ga_steps_ < 1))
       throw ConfigError("gradient-ascent needs --ga-lr > 0 and --ga-steps >= 1");
     if (canary_requests_ < 1) throw ConfigError("--canary-requests must be at least 1");
-    if ((resume_ || state_every_ > 0 || stop_after_iteration_ > 0) && state_dir_.empty())
-      throw ConfigError("--resume, --state-every and --stop-after-iteration need --state-dir");
+    // --state-every alone is harmless (a job config may set it; nothing is saved without a directory).
+    if ((resume_ || stop_after_iteration_ > 0) && state_dir_.empty())
+      throw ConfigError("--resume and --stop-after-iteration need --state-dir");
     if (state_every_ < 0 || stop_after_iteration_ < 0)
       throw ConfigError("--state-every and --stop-after-iteration must be >= 0");
     if (memory_limit_ != "auto") parse_byte_size(memory_limit_, "--memory-limit");
@@ -226,8 +227,8 @@ class ForgetCommand final : public Subcommand {
     shape.params_regex = params_;
     shape.retain_documents = retain_sample_;
     shape.retain_tokens = sample_tokens(ds, meta.config.max_positions);
-    const ForgetEstimate est = estimate_forget(meta.config, grid, shape);
     shape.cg_iterations = opt_.cg.max_iters;
+    const ForgetEstimate est = estimate_forget(meta.config, grid, shape);
     const std::int64_t limit = memory_limit_ == "auto"
                                    ? available_memory_per_rank(grid)
                                    : static_cast<std::int64_t>(parse_byte_size(memory_limit_, "--memory-limit"));
