@@ -11,7 +11,7 @@ packages=(
   libtorch-dev libopenblas0-openmp
   libopenmpi-dev openmpi-bin
   libhdf5-openmpi-dev hdf5-tools
-  libboost-program-options-dev libboost-math-dev
+  libboost-program-options-dev libboost-math-dev zlib1g-dev
   libgtest-dev
   # oracles and charts
   python3 python3-torch python3-h5py python3-numpy python3-scipy python3-matplotlib
