@@ -14,6 +14,7 @@ std::vector<std::unique_ptr<Subcommand>> make_subcommands() {
   subs.push_back(make_init_command());
   subs.push_back(make_train_command());
   subs.push_back(make_forget_command());
+  subs.push_back(make_eval_command());
   return subs;
 }
 

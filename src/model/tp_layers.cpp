@@ -58,7 +58,9 @@ at::Tensor attention_mask(const at::Tensor& segments) {
   const std::int64_t T = segments.size(1);
   const at::Tensor causal = at::ones({T, T}, segments.options().dtype(at::kBool)).tril();
   const at::Tensor same_doc = segments.unsqueeze(2).eq(segments.unsqueeze(1));  // [B, T(query), T(key)]
-  return same_doc.logical_and(causal).unsqueeze(1);
+  // A negative segment is a shared prefix: every later position of the row sees it (scoring many continuations).
+  const at::Tensor shared = segments.lt(0).unsqueeze(1);                          // [B, 1, T(key)]
+  return same_doc.logical_or(shared).logical_and(causal).unsqueeze(1);
 }
 
 std::pair<at::Tensor, at::Tensor> rotary_tables(const at::Tensor& positions, std::int64_t head_dim, double theta,

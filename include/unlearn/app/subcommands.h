@@ -16,4 +16,5 @@ std::unique_ptr<Subcommand> make_forget_command();  // unlearn forget: Newton-ty
 std::unique_ptr<Subcommand> make_init_command();  // unlearn init: a freshly initialised checkpoint
 std::unique_ptr<Subcommand> make_train_command();  // unlearn train: TP x DP training with checkpoints and resume
 
+std::unique_ptr<Subcommand> make_eval_command();  // unlearn eval: perplexity, exposure, membership inference, KL
 }  // namespace unlearn

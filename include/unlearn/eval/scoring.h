@@ -26,8 +26,20 @@ struct ScoredSequence {
 std::vector<double> sequence_nll(const TransformerModel& model, const ProcessGrid& grid,
                                  const std::vector<ScoredSequence>& sequences, std::int64_t rows_per_batch = 32);
 
+/// The same per scored token: token_nll(...)[i][j] = -ln p(tokens[first_scored + j] | earlier tokens).
+std::vector<std::vector<double>> token_nll(const TransformerModel& model, const ProcessGrid& grid,
+                                           const std::vector<ScoredSequence>& sequences,
+                                           std::int64_t rows_per_batch = 32);
+
+/// Per sequence, the sum over its scored positions of KL(p_reference || p_model) of the next-token distributions
+/// (nats). Both models live on the same grid with the same TP layout. Collective over the grid.
+std::vector<double> sequence_kl(const TransformerModel& model, const TransformerModel& reference,
+                                const ProcessGrid& grid, const std::vector<ScoredSequence>& sequences,
+                                std::int64_t rows_per_batch = 32);
+
 /// Px of every candidate of `canaries`: the sum over the secret's tokens of -log2 p(token | prefix, earlier secret
-/// tokens), prefix and secret tokenised separately (CanarySet::sequence).
+/// tokens), prefix and secret tokenised separately (CanarySet::sequence). The prefix is computed once per row of
+/// up to `rows_per_batch` candidates (a shared-prefix segment), not once per candidate.
 std::vector<double> canary_px(const TransformerModel& model, const ProcessGrid& grid, const CanarySet& canaries,
                               std::int64_t rows_per_batch = 32);
 

@@ -21,7 +21,7 @@ namespace unlearn {
 struct Batch {
   at::Tensor tokens;     // [B, T] int64
   at::Tensor targets;    // [B, T] int64 next-token ids; -1: not a target
-  at::Tensor segments;   // [B, T] int64 document index within the row
+  at::Tensor segments;   // [B, T] int64 document index within the row; < 0: a prefix shared by every later position
   at::Tensor positions;  // [B, T] int64
   std::int64_t num_targets() const;
   /// Shapes, dtypes and ranges; throws ConfigError naming the problem.
