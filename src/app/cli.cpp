@@ -9,6 +9,7 @@
 #include <boost/version.hpp>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -95,6 +96,33 @@ void describe_options(const po::variables_map& vm, std::string& json, std::strin
   }
   json = obj.str();
   table = os.str();
+}
+
+// Where each world rank runs, as a JSON array indexed by world rank, so a report shows the placement the grid got.
+// The host is Slurm's node name when set: several slurmd on one machine (tests/slurm) share the processor name.
+std::string placement_json(const ProcessGrid& grid) {
+  struct Entry {
+    char host[MPI_MAX_PROCESSOR_NAME];
+    int tp_rank, dp_rank;
+  };
+  Entry mine{};
+  if (const char* node = std::getenv("SLURMD_NODENAME"); node && *node) {
+    std::strncpy(mine.host, node, sizeof(mine.host) - 1);
+  } else {
+    int len = 0;
+    MPI_Get_processor_name(mine.host, &len);
+  }
+  mine.tp_rank = grid.tp_rank();
+  mine.dp_rank = grid.dp_rank();
+  std::vector<Entry> all(static_cast<std::size_t>(grid.world_size()));
+  MPI_Allgather(&mine, sizeof(Entry), MPI_BYTE, all.data(), sizeof(Entry), MPI_BYTE, MPI_COMM_WORLD);
+  std::string out = "[";
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    all[i].host[sizeof(all[i].host) - 1] = '\0';
+    out += (i ? "," : "") + JsonObject().add("host", all[i].host).add("tp_rank", all[i].tp_rank)
+                                .add("dp_rank", all[i].dp_rank).str();
+  }
+  return out + "]";
 }
 
 int resolve_threads(int requested, int node_local_size) {
@@ -250,7 +278,7 @@ int unlearn_main(int argc, char** argv) {
       metrics.write(JsonObject().add("event", "start").add("command", sub->name()).add_raw("config", config_json)
                         .add("world_size", grid.world_size()).add("tp", grid.tp_size()).add("dp", grid.dp_size()));
 
-      AppContext ctx{grid, *common, *vm, metrics, config_json};
+      AppContext ctx{grid, *common, *vm, metrics, config_json, placement_json(grid)};
       const int rc = sub->run(ctx);
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       metrics.write(JsonObject().add("event", "end").add("command", sub->name()).add("exit_code", rc)

@@ -340,7 +340,8 @@ class ForgetCommand final : public Subcommand {
                                               : std::string("null"))
         .add("input_checkpoint", in_).add("input_digest", info.content_digest)
         .add("output_checkpoint", out_).add("output_digest", out_info.content_digest)
-        .add("world_size", grid.world_size()).add("tp", grid.tp_size()).add("dp", grid.dp_size());
+        .add("world_size", grid.world_size()).add("tp", grid.tp_size()).add("dp", grid.dp_size())
+        .add_raw("placement", ctx.placement_json);
     if (exposure_before)
       report.add_raw("exposure_before", to_json(*exposure_before)).add_raw("exposure_after", to_json(*exposure_after));
     if (grid.world_rank() == 0) {

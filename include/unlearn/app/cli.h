@@ -33,6 +33,7 @@ struct AppContext {
   const po::variables_map& options;
   MetricsWriter& metrics;       // enabled on world rank 0 only
   std::string config_json;      // every option and its value, recorded in every output
+  std::string placement_json;   // per world rank: host (Slurm node name when set), tp_rank, dp_rank
 };
 
 class Subcommand {
