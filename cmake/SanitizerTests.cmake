@@ -26,4 +26,11 @@ if(UNLEARN_SANITIZER_TESTS)
                                          --output-on-failure --timeout 600)
   set_tests_properties(sanitize_unit sanitize_mpi_np2 PROPERTIES TIMEOUT 1800 LABELS "sanitize"
                        FIXTURES_REQUIRED asan_tree PROCESSORS 2)
+  # The CI fuzz run: each libFuzzer target of the sanitized tree (cmake/Fuzz.cmake) for 20 s from the committed seed
+  # corpus; any crash, sanitizer report or broken invariant fails it. Longer runs by hand: docs/reliability.md.
+  include(Fuzz)
+  add_test(NAME sanitize_fuzz COMMAND bash ${PROJECT_SOURCE_DIR}/tests/fuzz/run_fuzz.sh ${_asan_dir}/tests/fuzz
+                                      ${PROJECT_SOURCE_DIR}/tests/fuzz 20 ${UNLEARN_FUZZ_TARGETS})
+  set_tests_properties(sanitize_fuzz PROPERTIES TIMEOUT 600 LABELS "sanitize;fuzz" FIXTURES_REQUIRED asan_tree
+                       PROCESSORS 1)
 endif()

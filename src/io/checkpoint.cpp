@@ -13,9 +13,6 @@
 namespace unlearn {
 namespace {
 
-constexpr const char* kFormat = "unlearn-checkpoint";
-constexpr std::int64_t kFormatVersion = 1;
-
 /// Config keys that describe the run, not the weights: never stored, never compared.
 bool runtime_only_key(const std::string& key) { return key == "device"; }
 
@@ -25,51 +22,17 @@ std::vector<TensorBlock> model_blocks(const TransformerModel& model, const Proce
   return parameter_blocks(model, grid, values, "");
 }
 
-std::string get_string(const FileInfo& f, const std::string& key) {
-  const auto it = f.attributes.find(key);
-  if (it == f.attributes.end()) throw IoError("checkpoint '" + f.path + "' lacks the attribute '" + key + "'");
-  return attribute_to_string(it->second);
-}
-
-std::int64_t get_int(const FileInfo& f, const std::string& key) {
-  const auto it = f.attributes.find(key);
-  const auto* v = it == f.attributes.end() ? nullptr : std::get_if<std::int64_t>(&it->second);
-  if (!v) throw IoError("checkpoint '" + f.path + "' lacks the integer attribute '" + key + "'");
-  return *v;
-}
-
+/// The root attributes decoded by the torch-free (fuzzed) decoder, then turned into the model's types.
 CheckpointInfo interpret(FileInfo file) {
+  CheckpointAttributes a = decode_checkpoint_attributes(file.attributes, file.path);
   CheckpointInfo info;
-  const auto fmt = file.attributes.find("format");
-  if (fmt == file.attributes.end() || attribute_to_string(fmt->second) != kFormat)
-    throw IoError("'" + file.path + "' is an HDF5 file but not an unlearn checkpoint (no format = " + kFormat +
-                  " attribute)");
-  const std::int64_t version = get_int(file, "format_version");
-  if (version < 1 || version > kFormatVersion)
-    throw IoError("checkpoint '" + file.path + "' has format_version " + std::to_string(version) +
-                  "; this build reads version " + std::to_string(kFormatVersion));
-  if (get_string(file, "kind") != "model")
-    throw IoError("checkpoint '" + file.path + "' holds '" + get_string(file, "kind") + "', not a model");
-  std::map<std::string, std::string> config, provenance;
-  const std::string cp = kConfigPrefix, pp = kProvenancePrefix;
-  for (const auto& [key, value] : file.attributes) {
-    if (key.compare(0, cp.size(), cp) == 0) config[key.substr(cp.size())] = attribute_to_string(value);
-    if (key.compare(0, pp.size(), pp) == 0) provenance[key.substr(pp.size())] = attribute_to_string(value);
-  }
-  try {
-    info.config = ModelConfig::from_map(config);
-  } catch (const ConfigError& e) {
-    throw IoError("checkpoint '" + file.path + "' holds an invalid model config: " + e.what());
-  }
-  info.step = get_int(file, "step");
-  info.tokenizer = get_string(file, "tokenizer");
-  try {
-    info.storage = parse_storage_type(get_string(file, "dtype"));
-  } catch (const ConfigError& e) {
-    throw IoError("checkpoint '" + file.path + "': " + e.what());
-  }
-  info.content_digest = get_string(file, "content_digest");
-  info.provenance = std::move(provenance);
+  // config_text passed decode_model_config already; from_map decodes it the same way over the model's defaults.
+  info.config = ModelConfig::from_map(a.config_text);
+  info.step = a.step;
+  info.tokenizer = std::move(a.tokenizer);
+  info.storage = a.storage;
+  info.content_digest = std::move(a.content_digest);
+  info.provenance = std::move(a.provenance);
   info.file = std::move(file);
   return info;
 }
@@ -114,8 +77,8 @@ std::string checkpoint_file_name(std::int64_t step) {
 Attributes model_checkpoint_attributes(const ModelConfig& config, StorageType storage, const SaveOptions& options,
                                       const std::string& rank_layout) {
   Attributes attrs;
-  attrs["format"] = std::string(kFormat);
-  attrs["format_version"] = kFormatVersion;
+  attrs["format"] = std::string(kCheckpointFormat);
+  attrs["format_version"] = kCheckpointFormatVersion;
   attrs["kind"] = std::string("model");
   attrs["step"] = options.step;
   attrs["dtype"] = storage_type_name(storage);

@@ -3,6 +3,7 @@
 
 #include <sstream>
 
+#include "unlearn/parse/checkpoint_attributes.h"
 #include "unlearn/util/error.h"
 
 namespace unlearn {
@@ -96,54 +97,35 @@ std::map<std::string, std::string> ModelConfig::to_map() const {
 }
 
 ModelConfig ModelConfig::from_map(const std::map<std::string, std::string>& kv) {
+  const ModelConfig d;
+  ModelConfigValues defaults;
+  defaults.family = to_string(d.family);
+  defaults.vocab_size = d.vocab_size;
+  defaults.d_model = d.d_model;
+  defaults.n_layers = d.n_layers;
+  defaults.n_heads = d.n_heads;
+  defaults.n_kv_heads = d.n_kv_heads;
+  defaults.d_ff = d.d_ff;
+  defaults.max_positions = d.max_positions;
+  defaults.norm_eps = d.norm_eps;
+  defaults.rope_theta = d.rope_theta;
+  defaults.dtype = dtype_name(d.dtype);
+  defaults.device = d.device;
+  // The text is decoded by the parse layer (fuzzed, tests/fuzz); only the conversion to LibTorch types is here.
+  const ModelConfigValues v = decode_model_config(kv, defaults);
   ModelConfig c;
-  auto get = [&](const char* key) -> const std::string* {
-    auto it = kv.find(key);
-    return it == kv.end() ? nullptr : &it->second;
-  };
-  auto to_int = [](const char* key, const std::string& s) {
-    std::size_t used = 0;
-    long long v = 0;
-    try {
-      v = std::stoll(s, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != s.size() || s.empty())
-      UNLEARN_THROW(ConfigError, "model config: " << key << " = '" << s << "' is not an integer");
-    return static_cast<std::int64_t>(v);
-  };
-  auto to_double = [](const char* key, const std::string& s) {
-    std::size_t used = 0;
-    double v = 0;
-    try {
-      v = std::stod(s, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != s.size() || s.empty())
-      UNLEARN_THROW(ConfigError, "model config: " << key << " = '" << s << "' is not a number");
-    return v;
-  };
-  if (auto v = get("family")) c.family = parse_family(*v);
-  if (c.family == Family::kLlama) c.norm_eps = 1e-6;
-  for (auto [key, field] : {std::pair{"vocab_size", &c.vocab_size}, {"d_model", &c.d_model},
-                            {"n_layers", &c.n_layers}, {"n_heads", &c.n_heads}, {"d_ff", &c.d_ff},
-                            {"max_positions", &c.max_positions}})
-    if (auto v = get(key)) *field = to_int(key, *v);
-  c.n_kv_heads = c.n_heads;
-  if (auto v = get("n_kv_heads")) c.n_kv_heads = to_int("n_kv_heads", *v);
-  if (auto v = get("norm_eps")) c.norm_eps = to_double("norm_eps", *v);
-  if (auto v = get("rope_theta")) c.rope_theta = to_double("rope_theta", *v);
-  if (auto v = get("dtype")) c.dtype = parse_dtype_name(*v);
-  if (auto v = get("device")) c.device = *v;
-  static const char* kKnown[] = {"family", "vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "d_ff",
-                                 "max_positions", "norm_eps", "rope_theta", "dtype", "device"};
-  for (const auto& [key, value] : kv) {
-    bool known = false;
-    for (const char* k : kKnown) known = known || key == k;
-    if (!known) UNLEARN_THROW(ConfigError, "model config: unknown key '" << key << "'");
-  }
+  c.family = parse_family(v.family);
+  c.vocab_size = v.vocab_size;
+  c.d_model = v.d_model;
+  c.n_layers = v.n_layers;
+  c.n_heads = v.n_heads;
+  c.n_kv_heads = v.n_kv_heads;
+  c.d_ff = v.d_ff;
+  c.max_positions = v.max_positions;
+  c.norm_eps = v.norm_eps;
+  c.rope_theta = v.rope_theta;
+  c.dtype = parse_dtype_name(v.dtype);
+  c.device = v.device;
   return c;
 }
 

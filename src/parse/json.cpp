@@ -3,7 +3,9 @@
 
 #include <cstdlib>
 #include <sstream>
+#include <unordered_set>
 
+#include "unlearn/parse/unicode.h"
 #include "unlearn/util/error.h"
 
 namespace unlearn {
@@ -82,12 +84,14 @@ class Parser {
       ++p_;
       return;
     }
+    // A hash set, not a scan of the members: a 100 MB safetensors header may hold millions of keys, and a
+    // quadratic duplicate check took minutes for 40,000 (tests/reliability/test_decoders.cpp).
+    std::unordered_set<std::string> keys;
     for (;;) {
       skip_ws();
       if (peek() != '"') fail("expected a string key");
       std::string key = string();
-      for (const auto& m : v.members)
-        if (m.first == key) fail("duplicate key \"" + key + "\"");
+      if (!keys.insert(key).second) fail("duplicate key \"" + key + "\"");
       skip_ws();
       expect(':');
       skip_ws();
@@ -193,6 +197,14 @@ class Parser {
         return out;
       }
       if (c < 0x20) fail("control character inside a string");
+      if (c >= 0x80) {
+        // RFC 8259 text is UTF-8: invalid sequences would reach tensor names and file names undetected.
+        const CodePoint d = decode_utf8(s_, p_);
+        if (!d.valid) fail("invalid UTF-8 inside a string");
+        out.append(s_.substr(p_, d.length));
+        p_ += d.length;
+        continue;
+      }
       if (c != '\\') {
         out += static_cast<char>(c);
         ++p_;

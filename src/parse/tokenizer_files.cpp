@@ -1,6 +1,7 @@
 // Strict readers of GPT-2's encoder.json and vocab.bpe (see tokenizer_files.h).
 #include "unlearn/parse/tokenizer_files.h"
 
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <limits>
@@ -272,9 +273,18 @@ BpeVocabulary parse_gpt2_vocabulary(std::string_view encoder_json, std::string_v
 }
 
 std::string read_file_bytes(const std::string& path) {
+  // A directory opens like a file, and libstdc++'s filebuf then throws std::ios_base::failure (EISDIR) out of
+  // the read, past the error policy: found by tests/reliability/bad_input.sh.
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) UNLEARN_THROW(IoError, "cannot read '" << path << "': a directory");
   std::ifstream in(path, std::ios::binary);
   if (!in) UNLEARN_THROW(IoError, "cannot open '" << path << "'");
-  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string data;
+  try {
+    data.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  } catch (const std::exception& e) {
+    UNLEARN_THROW(IoError, "cannot read '" << path << "': " << e.what());
+  }
   if (in.bad()) UNLEARN_THROW(IoError, "cannot read '" << path << "'");
   return data;
 }

@@ -22,13 +22,12 @@
 #include "unlearn/comm/process_grid.h"
 #include "unlearn/model/config.h"
 #include "unlearn/model/transformer.h"
+#include "unlearn/parse/checkpoint_attributes.h"
 
 namespace unlearn {
 
-/// Element types a checkpoint stores. f16 is IEEE binary16; bf16 is stored as uint16 words with a dtype attribute.
-enum class StorageType { kFloat32, kFloat64, kFloat16, kBFloat16 };
-std::string storage_type_name(StorageType t);                     // float32 | float64 | float16 | bf16
-StorageType parse_storage_type(const std::string& name);          // ConfigError otherwise
+// StorageType (with storage_type_name, parse_storage_type), AttributeValue, Attributes and attribute_to_string come
+// from unlearn/parse/checkpoint_attributes.h: their decoding is torch-free and fuzzed (tests/fuzz).
 StorageType storage_type_of(at::ScalarType t);                    // ConfigError for non-float types
 at::ScalarType scalar_type_of(StorageType t);
 
@@ -47,10 +46,6 @@ struct TensorBlock {
   /// TP or DP ranks set false). Reading: every block is filled; owners feed the content digest.
   bool owner = true;
 };
-
-using AttributeValue = std::variant<std::string, std::int64_t, double>;
-using Attributes = std::map<std::string, AttributeValue>;
-std::string attribute_to_string(const AttributeValue& v);
 
 struct WriteOptions {
   /// Element type on disk; unset: each tensor's own dtype.
