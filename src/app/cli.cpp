@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -247,6 +248,11 @@ int unlearn_main(int argc, char** argv) {
       }
       if (vm->count("config")) {
         const std::string path = (*vm)["config"].as<std::string>();
+        // A directory opens as an empty stream: without this check it passed as an empty config file (found by
+        // tests/reliability/bad_input.sh).
+        std::error_code ec;
+        if (std::filesystem::is_directory(path, ec))
+          UNLEARN_THROW(ConfigError, "config file '" << path << "' is a directory");
         std::ifstream in(path);
         if (!in) UNLEARN_THROW(ConfigError, "cannot open config file '" << path << "'");
         // Values already stored from the command line win: po::store never overwrites.

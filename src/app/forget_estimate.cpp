@@ -8,6 +8,7 @@
 
 #include "unlearn/model/transformer.h"
 #include "unlearn/parse/units.h"
+#include "unlearn/util/error.h"
 #include "unlearn/util/log.h"
 
 namespace unlearn {
@@ -33,6 +34,15 @@ double measure_matmul_gflops(at::ScalarType dtype) {
 }  // namespace
 
 ForgetEstimate estimate_forget(const ModelConfig& config, const ProcessGrid& grid, const ForgetShape& shape) {
+  // The config comes from the checkpoint's metadata, identical on every rank: a TP size that cannot split it is
+  // agreed (one message) rather than an exception per rank that aborts the job (found by
+  // tests/reliability/bad_input.sh; load_model words it the same way).
+  try {
+    config.validate(grid.tp_size());
+  } catch (const ConfigError& e) {
+    throw AgreedError("the checkpoint's model (" + config.describe() + ") cannot be loaded at --tp " +
+                      std::to_string(grid.tp_size()) + ": " + e.what());
+  }
   ModelConfig meta = config;
   meta.device = "meta";  // shapes only: no memory, no initialisation
   TransformerModel model(meta, grid.tp());

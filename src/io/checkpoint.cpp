@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <set>
 
+#include "collective.h"
 #include "provenance.h"
 #include "unlearn/util/error.h"
 
@@ -35,6 +36,36 @@ CheckpointInfo interpret(FileInfo file) {
   info.provenance = std::move(a.provenance);
   info.file = std::move(file);
   return info;
+}
+
+/// Tensor names, shapes and config keys of the checkpoint against the model it is loaded into.
+void check_against_model(const std::string& path, const CheckpointInfo& info, const TransformerModel& model) {
+  std::set<std::string> wanted;
+  for (const Parameter& p : model.parameters()) wanted.insert(p.name);
+  for (const Parameter& p : model.parameters()) {
+    const TensorInfo* t = info.file.find(p.name);
+    if (!t) throw IoError("checkpoint '" + path + "' has no tensor '" + p.name + "' (the model needs it)");
+    if (t->shape != p.global_shape) {
+      std::string have, want;
+      for (auto d : t->shape) have += (have.empty() ? "" : ", ") + std::to_string(d);
+      for (auto d : p.global_shape) want += (want.empty() ? "" : ", ") + std::to_string(d);
+      throw IoError("tensor '" + p.name + "' has shape [" + have + "] in checkpoint '" + path + "', the model " +
+                    "expects [" + want + "]");
+    }
+  }
+  for (const auto& t : info.file.tensors)
+    if (!wanted.count(t.name))
+      throw IoError("checkpoint '" + path + "' holds tensor '" + t.name + "', which the model does not have " +
+                    "(written for another architecture?)");
+  // Shapes agree; the remaining config keys change what the weights compute, so they must agree too.
+  const auto file_cfg = info.config.to_map(), model_cfg = model.config().to_map();
+  for (const auto& [key, value] : model_cfg) {
+    if (runtime_only_key(key) || key == "dtype") continue;
+    const auto it = file_cfg.find(key);
+    if (it != file_cfg.end() && it->second != value)
+      throw IoError("checkpoint '" + path + "' was written for " + key + " = " + it->second + ", the model has " +
+                    value);
+  }
 }
 
 }  // namespace
@@ -110,38 +141,18 @@ CheckpointInfo save_checkpoint(const std::string& path, const TransformerModel& 
 
 CheckpointInfo read_checkpoint_info(const std::string& path, Communicator& world) {
   FileInfo file = read_file_info(path, world);
-  // Identical metadata on every rank, so the interpretation throws identically too.
-  return interpret(std::move(file));
+  // Identical metadata on every rank, so the interpretation throws identically too; the agreement marks the error
+  // as agreed, so the command line reports it once instead of aborting the job from every rank (found by
+  // tests/reliability/bad_input.sh).
+  CheckpointInfo info;
+  detail::Collective(world).run([&] { info = interpret(std::move(file)); });
+  return info;
 }
 
 CheckpointInfo load_checkpoint(const std::string& path, TransformerModel& model, const ProcessGrid& grid) {
   CheckpointInfo info = read_checkpoint_info(path, grid.world());
-  std::set<std::string> wanted;
-  for (const Parameter& p : model.parameters()) wanted.insert(p.name);
-  for (const Parameter& p : model.parameters()) {
-    const TensorInfo* t = info.file.find(p.name);
-    if (!t) throw IoError("checkpoint '" + path + "' has no tensor '" + p.name + "' (the model needs it)");
-    if (t->shape != p.global_shape) {
-      std::string have, want;
-      for (auto d : t->shape) have += (have.empty() ? "" : ", ") + std::to_string(d);
-      for (auto d : p.global_shape) want += (want.empty() ? "" : ", ") + std::to_string(d);
-      throw IoError("tensor '" + p.name + "' has shape [" + have + "] in checkpoint '" + path + "', the model " +
-                    "expects [" + want + "]");
-    }
-  }
-  for (const auto& t : info.file.tensors)
-    if (!wanted.count(t.name))
-      throw IoError("checkpoint '" + path + "' holds tensor '" + t.name + "', which the model does not have " +
-                    "(written for another architecture?)");
-  // Shapes agree; the remaining config keys change what the weights compute, so they must agree too.
-  const auto file_cfg = info.config.to_map(), model_cfg = model.config().to_map();
-  for (const auto& [key, value] : model_cfg) {
-    if (runtime_only_key(key) || key == "dtype") continue;
-    const auto it = file_cfg.find(key);
-    if (it != file_cfg.end() && it->second != value)
-      throw IoError("checkpoint '" + path + "' was written for " + key + " = " + it->second + ", the model has " +
-                    value);
-  }
+  // The checks below see the same metadata and the same model on every rank: agreed like the interpretation.
+  detail::Collective(grid.world()).run([&] { check_against_model(path, info, model); });
   std::vector<TensorBlock> blocks = model_blocks(model, grid);
   read_tensor_blocks(path, grid.world(), blocks, /*verify_digest=*/true);
   return info;

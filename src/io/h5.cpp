@@ -204,8 +204,11 @@ std::string read_string_attribute(hid_t obj, const std::string& name) {
   if (H5Sget_simple_extent_npoints(space.id()) != 1) throw IoError("attribute '" + name + "' is not a scalar");
   const htri_t vlen = check(H5Tis_variable_str(type.id()), "H5Tis_variable_str");
   if (vlen > 0) {
-    Handle mem(check_id(H5Tcopy(type.id()), "H5Tcopy"), Handle::Kind::kDatatype);
+    // A memory type of its own: a copy of the file's variable-length type has no conversion path (HDF5 1.10), so
+    // strings h5py writes (variable-length) could not be read (found by tests/reliability/bad_input.sh).
+    Handle mem(check_id(H5Tcopy(H5T_C_S1), "H5Tcopy"), Handle::Kind::kDatatype);
     check(H5Tset_size(mem.id(), H5T_VARIABLE), "H5Tset_size");
+    check(H5Tset_cset(mem.id(), H5Tget_cset(type.id())), "H5Tset_cset");
     char* value = nullptr;
     check(H5Aread(attr.id(), mem.id(), &value), "cannot read attribute '" + name + "'");
     std::string out = value ? value : "";
