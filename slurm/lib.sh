@@ -1,7 +1,8 @@
 # Shared by the sbatch templates in slurm/ (source it inside a job): runs `unlearn forget` as one srun step with
 # solver-state checkpoints, resumes from them, and implements the preemption protocol (docs/slurm.md):
 #   1. Slurm signals the batch shell (--signal=B:TERM@N) or the tasks (--signal=TERM@N, scontrol requeue, preemption);
-#   2. the shell forwards TERM/USR1 to the step; every rank stops after the same CG iteration, saves its state, exits 0;
+#   2. the shell forwards TERM/USR1 to the tasks; every rank stops after the same CG iteration, saves its state and
+#      exits 0;
 #   3. a step that ended without its output requeues the job (scontrol requeue; needs --requeue for preemption);
 #   4. the next run finds a state file in the state directory and adds --resume (bit-identical result).
 # Environment (all optional):
@@ -17,7 +18,11 @@ unlearn_log() { echo "unlearn-slurm: $*"; }
 
 # The job's name for default paths: stable across requeues (the job id does not change), per task in an array.
 unlearn_job_tag() {
-  if [ -n "${SLURM_ARRAY_JOB_ID:-}" ]; then echo "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"; else echo "${SLURM_JOB_ID:-local}"; fi
+  if [ -n "${SLURM_ARRAY_JOB_ID:-}" ]; then
+    echo "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"
+  else
+    echo "${SLURM_JOB_ID:-local}"
+  fi
 }
 
 unlearn_bin() {
@@ -121,5 +126,5 @@ unlearn_sweep_check() {
   [[ $tp =~ ^[1-9][0-9]*$ && $dp =~ ^[1-9][0-9]*$ && $nodes =~ ^[1-9][0-9]*$ ]] \
     || { unlearn_log "error: row $name: tp, dp and nodes must be positive integers"; return 1; }
   [ $((tp * dp % nodes)) -eq 0 ] && [ $((tp * dp / nodes % tp)) -eq 0 ] \
-    || { unlearn_log "error: row $name: $((tp * dp)) ranks on $nodes node(s) do not keep TP $tp inside a node"; return 1; }
+    || { unlearn_log "error: row $name: $((tp * dp)) ranks on $nodes node(s) split TP $tp across nodes"; return 1; }
 }

@@ -213,7 +213,11 @@ slurm_wait_done() {
 slurm_wait_array() {
   local id=$1 n=$2 limit=$3 t0=$SECONDS records
   while [ -n "$(squeue -h -r -j "$id" -o %i 2>/dev/null)" ]; do
-    [ $((SECONDS - t0)) -lt "$limit" ] || { echo "FAIL: array job $id still queued after $limit s"; scancel "$id"; return 1; }
+    if [ $((SECONDS - t0)) -ge "$limit" ]; then
+      echo "FAIL: array job $id still queued after $limit s"
+      scancel "$id"
+      return 1
+    fi
     sleep 0.2
   done
   records=$(scontrol show job -o "$id")

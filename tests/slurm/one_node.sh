@@ -77,6 +77,7 @@ assert [p["dp_rank"] for p in a["placement"]] == [0, 1] and [p["tp_rank"] for p 
 assert open(tmp + "/sweep/tp2dp1/row").read().split()[:4] == ["tp2dp1", "2", "1", "1"]
 # Same problem, other layout (float64): the updates agree to rounding.
 assert abs(a["update_norm"] - b["update_norm"]) <= 1e-10 * a["update_norm"], (a["update_norm"], b["update_norm"])
-print("ok   sweep: per-task reports tp1dp2 and tp2dp1, update norms %.15g and %.15g" % (a["update_norm"], b["update_norm"]))
+print("ok   sweep: per-task reports tp1dp2 and tp2dp1, update norms %.15g and %.15g"
+      % (a["update_norm"], b["update_norm"]))
 PY
 exit $fail
