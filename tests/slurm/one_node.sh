@@ -2,7 +2,8 @@
 # Slurm, one node: slurm/forget-cpu.sbatch submitted with sbatch (srun --mpi=pmix, 2 ranks, TP = 2) removes the
 # canaries of the tiny fixture; the output checkpoint and report are complete and bit-identical to the same run under
 # mpiexec; then slurm/submit-sweep.sh runs a 2-row sweep (TP 1 x DP 2, TP 2 x DP 1) as a job array whose tasks write
-# their reports to their own directories and agree on the update. Env: UNLEARN_BIN, MPIEXEC.
+# their reports to their own directories and agree on the update; tools/sweep-report.py turns them into a CSV and a
+# plot. Env: UNLEARN_BIN, MPIEXEC.
 set -u
 bin=${UNLEARN_BIN:?}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -79,5 +80,17 @@ assert open(tmp + "/sweep/tp2dp1/row").read().split()[:4] == ["tp2dp1", "2", "1"
 assert abs(a["update_norm"] - b["update_norm"]) <= 1e-10 * a["update_norm"], (a["update_norm"], b["update_norm"])
 print("ok   sweep: per-task reports tp1dp2 and tp2dp1, update norms %.15g and %.15g"
       % (a["update_norm"], b["update_norm"]))
+PY
+check "sweep-report CSV and plot" 0 "2 rows" -- /usr/bin/python3 "$repo/tools/sweep-report.py" "$tmp/sweep"
+/usr/bin/python3 - "$tmp" <<'PY' || fail=1
+import csv, sys
+tmp = sys.argv[1]
+rows = {r["name"]: r for r in csv.DictReader(open(tmp + "/sweep/sweep.csv"))}
+assert sorted(rows) == ["tp1dp2", "tp2dp1"], rows
+assert (rows["tp1dp2"]["dp"], rows["tp2dp1"]["tp"], rows["tp2dp1"]["nodes"]) == ("2", "2", "1"), rows
+assert all(float(r["cg_iteration_s"]) > 0 and r["cg_iterations"] == "5" for r in rows.values()), rows
+assert open(tmp + "/sweep/scaling.png", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+print("ok   sweep.csv: s per CG iteration tp1dp2 %.3f, tp2dp1 %.3f; scaling.png"
+      % (float(rows["tp1dp2"]["cg_iteration_s"]), float(rows["tp2dp1"]["cg_iteration_s"])))
 PY
 exit $fail
