@@ -87,10 +87,19 @@ CgState load_solver_state(const std::string& dir, const SolverStateId& id, const
   if (attribute_to_string(attr("fingerprint")) != fingerprint)
     UNLEARN_THROW(AgreedError, "cannot resume from '" << path << "': it was written with other unlearning options "
                                                       "or another input checkpoint");
+  // Typed reads: std::get on an attribute of another type threw std::bad_variant_access on every rank, which
+  // aborted the job with "std::get: wrong index for variant" (found by tests/reliability/bad_input.sh).
+  auto number = [&](const char* key, bool integer) -> const AttributeValue& {
+    const AttributeValue& v = attr(key);
+    if (integer ? !std::holds_alternative<std::int64_t>(v) : !std::holds_alternative<double>(v))
+      UNLEARN_THROW(AgreedIoError, "'" << path << "': attribute '" << key << "' is not "
+                                       << (integer ? "an integer" : "a float") << " (a damaged solver state)");
+    return v;
+  };
   CgState st;
-  st.iteration = static_cast<int>(std::get<std::int64_t>(attr("iteration")));
-  st.rz = std::get<double>(attr("rz"));
-  st.residual_norm = std::get<double>(attr("residual_norm"));
+  st.iteration = static_cast<int>(std::get<std::int64_t>(number("iteration", true)));
+  st.rz = std::get<double>(number("rz", false));
+  st.residual_norm = std::get<double>(number("residual_norm", false));
   st.x = like.zeros_like();
   st.r = like.zeros_like();
   st.p = like.zeros_like();

@@ -109,6 +109,15 @@ bad "checkpoint: content digest differs" "content digest [0-9a-f]{16} of the dat
 bad "checkpoint: content digest malformed" "content_digest 'sha256:abc' is not 16 lower-case hex digits" -- \
   "${forget[@]}" --checkpoint "$b/ck-digest-text.h5"
 
+# A CG solver state whose 'iteration' attribute became a float (forget --resume reads it).
+ncg=(forget --tp 2 --checkpoint "$tmp/ck.h5" --dataset "$tmp/ds.h5" --forget-canaries --retain-sample 4
+     --method newton-cg --cg-max-iters 4 --state-dir "$tmp/st")
+check "setup: a solver state" 0 "stopped at request 1, CG iteration 1" -- $mpi "$bin" "${ncg[@]}" \
+  --stop-after-iteration 1 --output "$o"
+"$py" -c "import h5py, sys; h5py.File(sys.argv[1], 'r+').attrs['iteration'] = 1.0" "$tmp/st/cg-r000-i000001.h5"
+bad "solver state: attribute of the wrong type" "cg-r000-i000001.h5': attribute 'iteration' is not an integer" -- \
+  "${ncg[@]}" --resume --output "$o"
+
 # ---- datasets (forget --dataset; checked on every rank before any communication) -------------------------------
 fds=(forget --checkpoint "$tmp/ck.h5" --forget-ids 1 --output "$o")
 bad "dataset: token outside the vocabulary" "invalid dataset: token 5 is outside the vocabulary" -- \
