@@ -4,7 +4,8 @@
 #
 # The embedded default (jobs/default): a real corpus (Debian's fortunes-min) with planted canaries,
 # a small GPT-2-style model trained on 2 ranks (TP = 2) until it memorises them, then the canary documents removed
-# by Fisher Removal and by Newton-CG, each with its audit report (exposure before and after, losses, CG history).
+# by Newton-CG, Fisher Removal, Fisher Forgetting and the gradient-ascent baseline, each with its audit report and
+# an evaluation (perplexity, exposure, membership inference, KL), compared in one table and chart.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${UNLEARN_BUILD_DIR:-$root/build}
@@ -33,17 +34,31 @@ echo "== 3. train a GPT-2-style model, 2 ranks (TP = 2; jobs/default/train.ini) 
 "${mpi[@]}" "$bin" train --config "$root/jobs/default/train.ini" --tp 2 --dataset "$out/dataset.h5" \
   --checkpoint-dir "$out/checkpoints" --output "$out/model.h5" --metrics "$out/metrics.jsonl"
 echo
-echo "== 4. remove the canary documents: Fisher Removal, 2 ranks (TP = 2; jobs/default/forget-fisher-removal.ini) =="
-"${mpi[@]}" "$bin" forget --config "$root/jobs/default/forget-fisher-removal.ini" --tp 2 --checkpoint "$out/model.h5" \
-  --dataset "$out/dataset.h5" --output "$out/model-fisher-removal.h5" --metrics "$out/metrics.jsonl"
+echo "== 4. evaluate the trained model (jobs/default/eval.ini): perplexity, exposure, membership inference =="
+"${mpi[@]}" "$bin" eval --config "$root/jobs/default/eval.ini" --tp 2 --checkpoint "$out/model.h5" \
+  --dataset "$out/dataset.h5" --forget-canaries --output "$out/model.eval.json" --metrics "$out/metrics.jsonl"
 echo
-echo "== 5. the same with Newton-CG on the Gauss-Newton curvature (jobs/default/forget-newton-cg.ini) =="
-"${mpi[@]}" "$bin" forget --config "$root/jobs/default/forget-newton-cg.ini" --tp 2 --checkpoint "$out/model.h5" \
-  --dataset "$out/dataset.h5" --state-dir "$out/solver-state" --output "$out/model-newton-cg.h5" \
-  --metrics "$out/metrics.jsonl"
+# Each method removes the canary documents (jobs/default/forget-METHOD.ini), then is evaluated against the
+# trained model. Hyperparameters were chosen on the tuning canaries and validation loss (docs/results.md).
+rows=()
+n=5
+for method in newton-cg fisher-removal fisher-forgetting gradient-ascent; do
+  echo "== $n. remove the canary documents: $method, 2 ranks (TP = 2; jobs/default/forget-$method.ini) =="
+  "${mpi[@]}" "$bin" forget --config "$root/jobs/default/forget-$method.ini" --tp 2 --checkpoint "$out/model.h5" \
+    --dataset "$out/dataset.h5" --state-dir "$out/solver-state-$method" --output "$out/model-$method.h5" \
+    --metrics "$out/metrics.jsonl"
+  "${mpi[@]}" "$bin" eval --config "$root/jobs/default/eval.ini" --tp 2 --checkpoint "$out/model-$method.h5" \
+    --original "$out/model.h5" --dataset "$out/dataset.h5" --forget-report "$out/model-$method.h5.report.json" \
+    --output "$out/model-$method.eval.json" --metrics "$out/metrics.jsonl" --log-level warn
+  rows+=("$method=$out/model-$method.eval.json,$out/model-$method.h5.report.json")
+  n=$((n + 1))
+  echo
+done
+echo "== $n. the comparison (also $out/results.md and $out/results.png) =="
+/usr/bin/python3 "$root/tools/results-table.py" --out "$out/results" --original "$out/model.eval.json" "${rows[@]}"
 echo
-echo "== 6. Communicator all-reduce vs raw MPI_Allreduce, 2 ranks =="
+echo "== $((n + 1)). Communicator all-reduce vs raw MPI_Allreduce, 2 ranks =="
 "${mpi[@]}" "$bin" bench comm --min-bytes 4K --max-bytes 4M --reps 20 --output "$out/bench_comm.md" --log-level warn
 cat "$out/bench_comm.md"
 echo
-echo "demo: outputs in $out (dataset.h5, model*.h5, *.report.json, bench_comm.md, metrics.jsonl)"
+echo "demo: outputs in $out (dataset.h5, model*.h5, *.report.json, *.eval.json, results.md/png, bench_comm.md, metrics.jsonl)"

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Regenerates docs/results.md and docs/results/*.{md,png}: the paper's comparison (arXiv 2403.10557) on real
+# corpora. For each configuration (corpus, canary repetitions): prepare the dataset with planted canaries, train the
+# model of jobs/default on 2 ranks (TP = 2), train the retrain-from-scratch reference without the canary documents,
+# unlearn the canary documents with Newton-CG, Fisher Removal, Fisher Forgetting and gradient ascent (the
+# hyperparameters of jobs/default/forget-*.ini, chosen on the tuning canaries and validation loss of the default
+# corpus) and, on one configuration, as three sequential requests; evaluate everything with `unlearn eval`.
+# Reported exposures are of the evaluation canaries.
+#
+# Usage: tools/results.sh            (about 30 minutes on an idle 2-core development machine)
+# Env: UNLEARN_RESULTS_OUT (work directory, default out/results), UNLEARN_RESULTS_STEPS (training steps, default
+# 300; another number is a smoke test of the pipeline, and then docs/ is not touched), UNLEARN_RESULTS_CONFIGS
+# (names of the configurations to run, default all), UNLEARN_BUILD_DIR. Trained models in the work directory are
+# reused, so a rerun only repeats unlearning and evaluation.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build=${UNLEARN_BUILD_DIR:-$root/build}
+work=${UNLEARN_RESULTS_OUT:-$root/out/results}
+steps=${UNLEARN_RESULTS_STEPS:-300}
+bin=$build/src/app/unlearn
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
+mpi=(mpiexec -n 2 --oversubscribe --bind-to none)
+cmake --build "$build" -j 2 --target unlearn >/dev/null
+"$root/tools/fetch-corpora.sh" kjv notmuch
+mkdir -p "$work"
+start=$(date +%s)
+
+# name corpus max-documents repetitions: a book (the King James Bible, one document per chapter: Genesis and
+# Exodus 1-10) at two repetition counts, and real e-mail (the notmuch test corpus, one document per message). About
+# 200K bytes each: 300 steps of 16 x 128 tokens are 3 epochs.
+configs=(
+  "kjv-r20 kjv 60 20"
+  "kjv-r5 kjv 60 5"
+  "notmuch-r20 notmuch 60 20"
+)
+# UNLEARN_RESULTS_CONFIGS="kjv-r20 ..." runs a subset (the document then lists only those).
+if [ -n "${UNLEARN_RESULTS_CONFIGS:-}" ]; then
+  chosen=()
+  for c in "${configs[@]}"; do
+    [[ " $UNLEARN_RESULTS_CONFIGS " == *" ${c%% *} "* ]] && chosen+=("$c")
+  done
+  [ ${#chosen[@]} -gt 0 ] || { echo "results: no configuration named in UNLEARN_RESULTS_CONFIGS" >&2; exit 1; }
+  configs=("${chosen[@]}")
+fi
+methods=(newton-cg fisher-removal fisher-forgetting gradient-ascent)
+sequential=kjv-r20
+
+for c in "${configs[@]}"; do
+  read -r name corpus docs reps <<<"$c"
+  d=$work/$name
+  mkdir -p "$d"
+  echo "== $name: $corpus, first $docs documents, canaries repeated $reps times: training ($(($(date +%s) - start)) s) =="
+  log=$d/log.txt
+  if [ ! -f "$d/dataset.h5" ]; then
+    "$bin" prepare-data --corpus "$corpus" --max-documents "$docs" --seed 7 --canaries 6 --canary-tuning 2 \
+      --canary-repeats "$reps" --canary-references 1000 --output "$d/dataset.h5" >>"$log" 2>&1
+  fi
+  for variant in model retrain; do
+    [ -f "$d/$variant.h5" ] && continue
+    extra=()
+    [ "$variant" = retrain ] && extra=(--exclude-canaries)
+    "${mpi[@]}" "$bin" train --config "$root/jobs/default/train.ini" --tp 2 --steps "$steps" \
+      --dataset "$d/dataset.h5" --checkpoint-dir "$d/ck-$variant" --output "$d/$variant.h5" "${extra[@]}" \
+      --log-every 100 >>"$log" 2>&1
+    echo "   trained $variant ($(($(date +%s) - start)) s)"
+  done
+done
+
+# Then unlearning and evaluation (trained models are kept: a rerun only redoes this part).
+for c in "${configs[@]}"; do
+  read -r name corpus docs reps <<<"$c"
+  d=$work/$name
+  log=$d/log.txt
+  echo "== $name: unlearning and evaluation ($(($(date +%s) - start)) s) =="
+  ev=("${mpi[@]}" "$bin" eval --config "$root/jobs/default/eval.ini" --tp 2 --dataset "$d/dataset.h5" --log-level warn)
+  "${ev[@]}" --checkpoint "$d/model.h5" --forget-canaries --output "$d/model.eval.json" >>"$log" 2>&1
+  "${ev[@]}" --checkpoint "$d/retrain.h5" --original "$d/model.h5" --forget-canaries \
+    --output "$d/retrain.eval.json" >>"$log" 2>&1
+  rows=()
+  runs=("${methods[@]}")
+  [ "$name" = "$sequential" ] && runs+=(newton-cg-3-requests)
+  for m in "${runs[@]}"; do
+    cfg=${m%-3-requests}
+    extra=()
+    [ "$m" != "$cfg" ] && extra=(--canary-requests 3)
+    rm -f "$d/$m.h5" "$d/$m.h5.report.json"
+    "${mpi[@]}" "$bin" forget --config "$root/jobs/default/forget-$cfg.ini" --tp 2 --checkpoint "$d/model.h5" \
+      --dataset "$d/dataset.h5" --output "$d/$m.h5" "${extra[@]}" >>"$log" 2>&1
+    "${ev[@]}" --checkpoint "$d/$m.h5" --original "$d/model.h5" --forget-report "$d/$m.h5.report.json" \
+      --output "$d/$m.eval.json" >>"$log" 2>&1
+    rows+=("$m=$d/$m.eval.json,$d/$m.h5.report.json")
+    echo "   $m done ($(($(date +%s) - start)) s)"
+  done
+  rows+=("retrain from scratch=$d/retrain.eval.json")
+  /usr/bin/python3 "$root/tools/results-table.py" --out "$d/table" --original "$d/model.eval.json" \
+    --title "$name: unlearning the canary documents" "${rows[@]}" >/dev/null
+done
+
+if [ "$steps" != 300 ]; then
+  echo "results: smoke run with $steps steps in $work; docs/ not touched"
+  exit 0
+fi
+mkdir -p "$root/docs/results"
+names=()
+for c in "${configs[@]}"; do
+  read -r name _ <<<"$c"
+  cp "$work/$name/table.md" "$root/docs/results/$name.md"
+  cp "$work/$name/table.png" "$root/docs/results/$name.png"
+  names+=("$name")
+done
+/usr/bin/python3 "$root/tools/results-doc.py" --work "$work" --seconds $(($(date +%s) - start)) "${names[@]}" \
+  >"$root/docs/results.md"
+echo "results: wrote docs/results.md and docs/results/ in $(($(date +%s) - start)) s"
