@@ -2,7 +2,6 @@
 // model checkpoint and the broadcast record. Everything here sees only bytes already in memory.
 #include "unlearn/parse/checkpoint_attributes.h"
 
-#include <cerrno>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -57,7 +56,6 @@ double config_number(const char* key, const std::string& s) {
   // strtod alone would skip leading white space and read "nan", "inf" and hex floats: none of them belongs here.
   const bool plain = !s.empty() && s.find_first_of(" \t\n\v\f\r") == std::string::npos;
   char* end = nullptr;
-  errno = 0;
   const double v = plain ? std::strtod(s.c_str(), &end) : 0.0;
   if (!plain || end != s.c_str() + s.size() || !std::isfinite(v) || s.find_first_of("xXnN") != std::string::npos)
     UNLEARN_THROW(ConfigError, "model config: " << key << " = '" << s << "' is not a finite number");
