@@ -23,6 +23,7 @@ grid=(
   "gradient-ascent|--ga-lr 1e-3 --ga-steps 10"
   "gradient-ascent|--ga-lr 3e-3 --ga-steps 10 --step-policy backtrack --loss-budget 0.02"
   "newton-cg|--damping 0.01 --cg-max-iters 20 --step-policy backtrack --loss-budget 0.01 --retain-sample 64"
+  "fisher-forgetting|--damping 0.1 --noise 1e-10 --step-policy backtrack --loss-budget 0.02"
 )
 [ -f "$work/model.eval.json" ] || "${mpi[@]}" "$bin" eval --tp 2 --checkpoint "$model" --dataset "$ds" \
   --forget-canaries --bootstrap 200 --output "$work/model.eval.json" --log-level warn
