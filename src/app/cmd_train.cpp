@@ -190,6 +190,7 @@ class TrainCommand final : public Subcommand {
     std::int64_t first_step = 0;
     if (resume_) {
       first_step = latest_complete_checkpoint(ck_.dir);
+      discard_uncommitted_training_state(ck_.dir, first_step, grid);
       if (first_step > 0) {
         load_training_state(ck_.dir, first_step, *model, adam, grid, opt_);
         log_info0("resumed from " + ck_.dir + "/" + checkpoint_file_name(first_step) + " (step " +

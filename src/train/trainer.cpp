@@ -12,6 +12,7 @@
 #include "unlearn/io/checkpoint.h"
 #include "unlearn/model/curvature.h"
 #include "unlearn/util/error.h"
+#include "unlearn/util/log.h"
 
 namespace unlearn {
 
@@ -151,6 +152,26 @@ std::int64_t latest_complete_checkpoint(const std::string& dir) {
     if (step > best && fs::exists(fs::path(dir) / optimizer_file_name(step), ec)) best = step;
   }
   return best;
+}
+
+void discard_uncommitted_training_state(const std::string& dir, std::int64_t step, const ProcessGrid& grid) {
+  namespace fs = std::filesystem;
+  if (grid.world_rank() == 0) {
+    std::error_code ec;
+    static const std::regex pattern(R"(step-(\d{8})\.optim\.h5)");
+    for (const auto& e : fs::directory_iterator(dir, ec)) {
+      std::smatch m;
+      const std::string name = e.path().filename().string();
+      if (!std::regex_match(name, m, pattern)) continue;
+      const std::int64_t s = std::stoll(m[1].str());
+      if (s <= step || fs::exists(fs::path(dir) / checkpoint_file_name(s), ec)) continue;
+      // The pair commits when the model file is renamed (written second); this one's model never arrived.
+      if (!fs::remove(e.path(), ec) || ec)
+        UNLEARN_THROW(IoError, "cannot remove the uncommitted optimizer state '" << e.path().string() << "'");
+      log_warn("removed " + e.path().string() + ": an interrupted run committed it without its model file");
+    }
+  }
+  grid.world().barrier();
 }
 
 void save_training_state(const TrainCheckpointing& ck, const TransformerModel& model, AdamW& adam,

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `unlearn train` end to end on real text (fortunes-min riddles) with planted canaries, 2 ranks: TP = 2 training
-# with periodic checkpoints; an interrupted run (--stop-after) resumed with --resume gives a final checkpoint
+# with periodic checkpoints; an interrupted run (--stop-after) resumed with --resume (which removes an optimizer file
+# left without its model file) gives a final checkpoint
 # bit-identical to the uninterrupted one (tensors and non-provenance attributes, read with h5py); SIGUSR1 (forwarded
 # by mpiexec) stops every rank with a checkpoint; the report holds the stationarity ratio and exposure and no canary
 # text; the retrain reference (--exclude-canaries) leaves the canary documents out; bad input fails with one
@@ -35,8 +36,13 @@ if [ $rc -eq 0 ] && [ -n "$step" ] && [ -e "$tmp/ckC/$(printf 'step-%08d.optim.h
 else
   echo "FAIL: SIGUSR1 run (rc $rc, step '$step')"; sed 's/^/    /' "$tmp/sig"; fail=1
 fi
+# A run killed between the two renames of a checkpoint leaves the optimizer file without its model file: resume
+# removes it (the pair was never committed) and rewrites that step.
+cp "$tmp/ckA/step-00000008.optim.h5" "$tmp/ckB/"
 check "resume b" 0 "resumed from .*step 6 of 12" -- $mpi2 "$bin" "${train[@]}" --checkpoint-dir "$tmp/ckB" --resume \
   --output "$tmp/b.h5"
+grep -q "removed .*step-00000008.optim.h5: an interrupted run committed it without its model file" "$tmp/out" ||
+  { echo "FAIL: resume did not remove the uncommitted optimizer file"; fail=1; }
 /usr/bin/python3 - "$tmp" <<'PY' || fail=1
 import json, sys
 import h5py, numpy as np

@@ -96,8 +96,12 @@ std::string optimizer_file_name(std::int64_t step);
 /// The latest step S in `dir` with both step-S.h5 and step-S.optim.h5; 0 when there is none.
 std::int64_t latest_complete_checkpoint(const std::string& dir);
 
-/// Saves the model and optimizer state of `step` into `ck.dir` (optimizer file first: a model file alone is never
-/// taken for a complete checkpoint). Both files are committed atomically.
+/// Removes every step-S.optim.h5 with S > `step` that has no step-S.h5: the pair commits when its model file (written
+/// second) is renamed, so such a file is what a run killed between the two commits left. Collective; rank 0 removes.
+void discard_uncommitted_training_state(const std::string& dir, std::int64_t step, const ProcessGrid& grid);
+
+/// Saves the model and optimizer state of `step` into `ck.dir`: each file is committed atomically, the optimizer
+/// file first, so the model file's rename commits the pair.
 void save_training_state(const TrainCheckpointing& ck, const TransformerModel& model, AdamW& adam,
                          const ProcessGrid& grid, const TrainOptions& o, std::int64_t step);
 
