@@ -1,0 +1,240 @@
+#!/usr/bin/python3
+"""Measures what tools/cost-model.py validates against: time per CG iteration of real `unlearn forget` runs on small
+GPT-2-shaped models under several TP x DP layouts, the all-reduce rate of `unlearn bench comm`, and the padded token
+counts each DP rank processes (recomputed here from the dataset exactly as cmd_forget batches it).
+
+    /usr/bin/python3 docs/scaling/measure.py --bin /tmp/cm/unlearn --work /tmp/cm/scaling [--only S-ggn-1x1,...]
+
+Writes docs/scaling/validation.csv and docs/scaling/comm.csv (override with --out-dir). One mpiexec at a time, one
+thread per rank; each run is short (< 2 min here). The load average is recorded with every row: this machine is
+shared, and the rows are only as good as the quiet they were taken in.
+"""
+import argparse
+import csv
+import datetime
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+# Model sizes: GPT-2-shaped, byte vocabulary (256), context 64. XS is in the overhead-dominated regime on purpose.
+MODELS = {
+    "XS": dict(d_model=64, n_layers=2, n_heads=4, d_ff=256),
+    "S": dict(d_model=128, n_layers=4, n_heads=4, d_ff=512),
+    "M": dict(d_model=256, n_layers=4, n_heads=8, d_ff=1024),
+}
+SEQ = 64
+VOCAB = 256
+ROWS_PER_BATCH = 8  # cmd_forget's default --rows-per-batch
+FORGET_ID = 1
+# (model, curvature, tp, dp, CG iterations)
+RUNS = [
+    ("XS", "ggn", 1, 1, 6), ("XS", "ggn", 2, 1, 6), ("XS", "ggn", 1, 2, 6),
+    ("S", "ggn", 1, 1, 6), ("S", "ggn", 2, 1, 6), ("S", "ggn", 1, 2, 6), ("S", "ggn", 2, 2, 6),
+    ("S", "hessian", 1, 1, 5), ("S", "hessian", 2, 1, 5), ("S", "hessian", 1, 2, 5),
+    ("M", "ggn", 1, 1, 5), ("M", "ggn", 2, 1, 5), ("M", "ggn", 1, 2, 5),
+]
+
+ENV = dict(os.environ, OMP_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+
+
+def load():
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
+
+
+def wait_quiet(limit, max_wait):
+    t0 = time.time()
+    while load() >= limit and time.time() - t0 < max_wait:
+        time.sleep(5)
+
+
+def mpi(n):
+    return ["mpiexec", "-n", str(n), "--oversubscribe", "--bind-to", "none"]
+
+
+def run(cmd, log):
+    with open(log, "w") as f:
+        p = subprocess.run(cmd, env=ENV, stdout=f, stderr=subprocess.STDOUT, timeout=300)
+    if p.returncode != 0:
+        sys.exit("failed (%d): %s\n%s" % (p.returncode, " ".join(cmd), open(log).read()[-3000:]))
+    return open(log).read()
+
+
+def windows(n_tokens, w):
+    """Inputs per window of a document of n tokens (batching.cpp: document_windows)."""
+    out, start = [], 0
+    while start + 1 < n_tokens:
+        end = min(n_tokens, start + w + 1)
+        out.append(end - start - 1)
+        start += w
+    return out
+
+
+def dp_workloads(dataset, dp, window):
+    """Per DP rank: padded tokens, sum of B*T^2 (attention), target tokens, micro-batches of the retain sample, as
+    cmd_forget builds them when --retain-sample covers every training document (so the sample is the sorted pool)."""
+    with h5py.File(dataset) as f:
+        off, splits, ids = f["doc_offsets"][:], f["doc_splits"][:], f["doc_ids"][:]
+    lengths = np.diff(off)
+    pool = [d for d in range(len(lengths)) if splits[d] == 0 and ids[d] != FORGET_ID and windows(lengths[d], window)]
+    forget = [d for d in range(len(lengths)) if ids[d] == FORGET_ID]
+    out = []
+    for r in range(dp):
+        rows = [w for i, d in enumerate(pool) if i % dp == r for w in windows(lengths[d], window)]
+        tok = att = tgt = mb = 0
+        for b in range(0, len(rows), ROWS_PER_BATCH):
+            chunk = rows[b:b + ROWS_PER_BATCH]
+            T = max(chunk)
+            tok, att, tgt, mb = tok + len(chunk) * T, att + len(chunk) * T * T, tgt + sum(chunk), mb + 1
+        out.append((tok, att, tgt, mb))
+    ftok = sum(sum(windows(lengths[d], window)) for d in forget)
+    return out, len(pool), ftok
+
+
+def bench_comm(binary, work):
+    out = os.path.join(work, "comm.md")
+    l0 = load()
+    run(mpi(2) + [binary, "bench", "comm", "--threads", "1", "--min-bytes", "4K", "--max-bytes", "64M", "--reps", "20",
+                  "--warmup", "3", "--output", out], os.path.join(work, "comm.log"))
+    rows = []
+    for line in open(out):
+        m = re.match(r"\|\s*(\d+) (KiB|MiB)\s*\|\s*([\d.]+)\s*\|\s*([\d.]+)\s*\|", line)
+        if m:
+            size = int(m.group(1)) * (1024 if m.group(2) == "KiB" else 1024 * 1024)
+            rows.append(dict(bytes=size, ranks=2, median_us=float(m.group(3)), iqr_us=float(m.group(4)),
+                             load1_before=l0, load1_after=load()))
+    return rows
+
+
+def memory_bandwidth():
+    """Bytes moved per second by one thread in c = a + b over 64 MiB arrays (2 reads + 1 write per element)."""
+    a, b = np.ones(1 << 24, np.float32), np.ones(1 << 24, np.float32)
+    c = np.empty_like(a)
+    t = []
+    for _ in range(7):
+        t0 = time.perf_counter()
+        np.add(a, b, out=c)
+        t.append(time.perf_counter() - t0)
+    return 3 * a.nbytes / statistics.median(t)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bin", default=os.path.join(ROOT, "build/src/app/unlearn"))
+    ap.add_argument("--work", default="/tmp/unlearn-scaling")
+    ap.add_argument("--out-dir", default=HERE)
+    ap.add_argument("--only", default="", help="comma-separated run names (e.g. S-ggn-2x1) or 'comm'")
+    ap.add_argument("--wait-load", type=float, default=1.5, help="wait (at most --max-wait s) while load1 >= this")
+    ap.add_argument("--max-wait", type=float, default=60)
+    a = ap.parse_args()
+    os.makedirs(a.work, exist_ok=True)
+    only = set(filter(None, a.only.split(",")))
+    corpus = os.path.join(a.work, "fortunes")
+    os.makedirs(corpus, exist_ok=True)
+    for f in ("literature", "literature.dat"):
+        subprocess.run(["cp", "/usr/share/games/fortunes/" + f, corpus], check=True)
+    ds = os.path.join(a.work, "ds40.h5")
+    if not os.path.exists(ds):
+        run([a.bin, "prepare-data", "--corpus", "fortunes", "--corpus-dir", corpus, "--seed", "7",
+             "--max-documents", "40", "--output", ds], os.path.join(a.work, "prep.log"))
+    git = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+
+    if not only or "machine" in only:
+        wait_quiet(a.wait_load, a.max_wait)
+        l0 = load()
+        bw = memory_bandwidth()
+        with open(os.path.join(a.out_dir, "machine.csv"), "w") as f:
+            f.write("key,value,note\n")
+            f.write("mem_bw_bytes_per_s_1thread,%.4g,numpy c = a + b on 64 MiB float32 arrays (load %.2f)\n" % (bw, l0))
+            f.write("cores,%d,os.cpu_count()\n" % os.cpu_count())
+        print("memory bandwidth %.2f GB/s" % (bw / 1e9), flush=True)
+
+    if not only or "comm" in only:
+        wait_quiet(a.wait_load, a.max_wait)
+        rows = bench_comm(a.bin, a.work)
+        with open(os.path.join(a.out_dir, "comm.csv"), "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+        print("comm: %d sizes" % len(rows), flush=True)
+
+    path = os.path.join(a.out_dir, "validation.csv")
+    old = {}
+    if os.path.exists(path):  # keep rows not rerun
+        for r in csv.DictReader(open(path)):
+            old[r["name"]] = r
+    fields = None
+    for model, curv, tp, dp, iters in RUNS:
+        name = "%s-%s-%dx%d" % (model, curv, tp, dp)
+        if only and name not in only:
+            continue
+        m = MODELS[model]
+        ckpt = os.path.join(a.work, model + ".h5")
+        if not os.path.exists(ckpt):
+            run([a.bin, "init", "--d-model", str(m["d_model"]), "--n-layers", str(m["n_layers"]), "--n-heads",
+                 str(m["n_heads"]), "--d-ff", str(m["d_ff"]), "--max-positions", str(SEQ), "--dtype", "float32",
+                 "--output", ckpt], os.path.join(a.work, model + ".init.log"))
+        outp = os.path.join(a.work, name + ".h5")
+        for suffix in ("", ".report.json"):
+            if os.path.exists(outp + suffix):
+                os.remove(outp + suffix)
+        wait_quiet(a.wait_load, a.max_wait)
+        l0 = load()
+        t0 = time.time()
+        log = run(mpi(tp * dp) + ["/usr/bin/time", "-f", "maxrss_kb %M", a.bin, "forget", "--tp", str(tp),
+                                  "--threads", "1", "--checkpoint", ckpt, "--dataset", ds, "--forget-ids",
+                                  str(FORGET_ID), "--retain-sample", "1000", "--method", "newton-cg", "--curvature",
+                                  curv, "--damping", "1.0" if curv == "hessian" else "0.1", "--cg-max-iters",
+                                  str(iters), "--cg-rtol", "1e-12", "--memory-limit", "0", "--output", outp],
+                  os.path.join(a.work, name + ".log"))
+        wall = time.time() - t0
+        l1 = load()
+        rep = json.load(open(outp + ".report.json"))
+        cg = rep["request_reports"][0]["cg"]
+        secs = [h["seconds"] for h in cg["history"]]
+        # Iteration 1 also pays the solve's start and (GGN) the one-off Jᵀu graph: per-iteration = later differences.
+        diffs = [b - c for b, c in zip(secs[1:], secs[:-1])]
+        if len(diffs) < 3:
+            sys.exit("%s: CG stopped after %d iterations (%s)" % (name, len(secs), cg["status"]))
+        work, pool, ftok = dp_workloads(ds, dp, SEQ)
+        rss = [int(x) for x in re.findall(r"maxrss_kb (\d+)", log)]
+        est = rep["estimate"]
+        row = dict(name=name, family="gpt2", d_model=m["d_model"], n_layers=m["n_layers"], n_heads=m["n_heads"],
+                   n_kv_heads=m["n_heads"], d_ff=m["d_ff"], vocab=VOCAB, seq=SEQ, dtype="float32", curvature=curv,
+                   graph_mode="reuse", tp=tp, dp=dp, threads_per_rank=1, rows_per_batch=ROWS_PER_BATCH,
+                   retain_docs=pool, forget_tokens=ftok,
+                   tokens_per_dp=";".join(str(w[0]) for w in work), attn_per_dp=";".join(str(w[1]) for w in work),
+                   targets_per_dp=";".join(str(w[2]) for w in work), microbatches_per_dp=";".join(str(w[3]) for w in work),
+                   cg_iterations=len(secs), measured_s=round(statistics.median(diffs), 5),
+                   measured_min_s=round(min(diffs), 5), measured_max_s=round(max(diffs), 5),
+                   estimate_matmul_gflops=round(est["matmul_gflops"], 2), estimate_product_s=round(est["product_s"], 5),
+                   estimate_graph_bytes=est["graph_bytes"], estimate_total_bytes=est["total_bytes"],
+                   maxrss_kb_per_rank=";".join(map(str, rss)), load1_before=l0, load1_after=l1, wall_s=round(wall, 1),
+                   utc=datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M"), git=git)
+        old[name] = row
+        fields = list(row)
+        print("%-16s %8.4f s/iter (min %.4f max %.4f)  matmul %.1f GFLOP/s  load %.2f -> %.2f  wall %.0f s"
+              % (name, row["measured_s"], row["measured_min_s"], row["measured_max_s"], row["estimate_matmul_gflops"],
+                 l0, l1, wall), flush=True)
+    if fields:
+        order = ["%s-%s-%dx%d" % (mo, c, t, d) for mo, c, t, d, _ in RUNS]
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields)
+            w.writeheader()
+            for n in order:
+                if n in old:
+                    w.writerow({k: old[n].get(k, "") for k in fields})
+
+
+if __name__ == "__main__":
+    main()
