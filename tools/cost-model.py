@@ -307,61 +307,92 @@ def read_machine_csv(path):
 
 
 def validate(args):
+    """Predicts every measured row. The compute rate available to a run on this shared machine is one core's matmul
+    rate at the model's width (`unlearn bench model`, docs/scaling/machine.csv) times the share of a core the run's
+    slowest rank actually got ((user + sys) / wall from time(1)); the memory bandwidth is shared the same way. The
+    uncorrected prediction (the run's own `--dry-run` estimate rate, a whole core) is reported too."""
     link = read_comm(args.comm)
     mc = read_machine_csv(args.machine_csv)
     mem_bw = mc.get("mem_bw_bytes_per_s_1thread", 10e9)
+    data = list(csv.DictReader(open(args.csv)))
+    estimate_core = max(float(r["estimate_matmul_gflops"]) for r in data) * 1e9
+    bench = sorted((int(k[len("matmul_gflops_d"):]), v * 1e9) for k, v in mc.items() if k.startswith("matmul_gflops_d"))
+
+    def core_rate_for(d):
+        """One core's matmul rate at width d: `unlearn bench model`'s [B*T, d] x [d, 4d] rates, log-interpolated in
+        d (clamped at the ends); without them the estimate's 256³ rate."""
+        if not bench:
+            return estimate_core
+        if d <= bench[0][0] or len(bench) == 1:
+            return bench[0][1] if d <= bench[0][0] else bench[-1][1]
+        for (d0, r0), (d1, r1) in zip(bench, bench[1:]):
+            if d <= d1:
+                f = math.log(d / d0) / math.log(d1 / d0)
+                return math.exp(math.log(r0) + f * (math.log(r1) - math.log(r0)))
+        return bench[-1][1]
+
     rows = []
-    for r in csv.DictReader(open(args.csv)):
+    for r in data:
         m = Model(r["name"], r["family"], int(r["d_model"]), int(r["n_layers"]), int(r["n_heads"]), int(r["d_ff"]),
                   int(r["vocab"]), int(r["seq"]), int(r["n_kv_heads"]))
         tp, dp = int(r["tp"]), int(r["dp"])
-        ranks = tp * dp
-        mach = Machine("this machine", 0, mem_bw, link, link, 64, 0)
         lists = [[int(x) for x in r[k].split(";")] for k in ("tokens_per_dp", "attn_per_dp", "targets_per_dp",
                                                               "microbatches_per_dp")]
-        rate = float(r["estimate_matmul_gflops"]) * 1e9
-        # Ranks beyond the cores share them: the estimate's matmul ran on every rank at once, so its rate already
-        # is the shared rate; the memory bandwidth (measured on one core) is shared the same way.
-        share = max(1.0, ranks / mc.get("cores", 2))
-        mach.mem_bw = mem_bw / share
-        best = None
-        for tok, att, tgt, mb in zip(*lists):
-            w = Workload(tok, att, tgt, mb, tok / mb, att / mb, tgt / mb)
-            p = cg_iteration(m, tp, dp, w, mach, dtype=r["dtype"], curvature=r["curvature"], mode=r["graph_mode"],
-                             compute_rate=rate)
-            if best is None or p["total_s"] > best["total_s"]:
-                best = p
+        shares = [float(x) for x in r.get("cpu_share_per_rank", "").split(";") if x]
+        share = min(1.0, min(shares)) if shares else 1.0
+
+        def predict(rate, bw):
+            mach = Machine("this machine", rate, bw, link, link, 64, 0)
+            best = None
+            for tok, att, tgt, mb in zip(*lists):
+                w = Workload(tok, att, tgt, mb, tok / mb, att / mb, tgt / mb)
+                p = cg_iteration(m, tp, dp, w, mach, dtype=r["dtype"], curvature=r["curvature"],
+                                 mode=r["graph_mode"])
+                if best is None or p["total_s"] > best["total_s"]:
+                    best = p
+            return best
+
+        core_rate = core_rate_for(m.d)
+        best = predict(core_rate * share, mem_bw * share)
+        raw = predict(float(r["estimate_matmul_gflops"]) * 1e9, mem_bw)
         measured = float(r["measured_s"])
         rss = [int(x) for x in r["maxrss_kb_per_rank"].split(";") if x]
-        w0 = Workload(lists[0][0], lists[1][0], lists[2][0], lists[3][0], 0, 0, 0, int(r["forget_tokens"]),
-                      int(r["forget_tokens"]) * int(r["seq"]))
+        ft = int(r["forget_tokens"])
+        w0 = Workload(lists[0][0], lists[1][0], lists[2][0], lists[3][0], lists[0][0] / lists[3][0], 0, 0, ft,
+                      ft * int(r["seq"]))
         mem = memory(m, tp, dp, w0, dtype=r["dtype"], curvature=r["curvature"])
-        rows.append(dict(name=r["name"], tp=tp, dp=dp, curvature=r["curvature"], params=m.params_global(),
+        rows.append(dict(name=r["name"], tp=tp, dp=dp, curvature=r["curvature"], params=m.params_global(), d_model=m.d,
                          predicted_s=best["total_s"], measured_s=measured, ratio=best["total_s"] / measured,
                          within_25pct=abs(best["total_s"] / measured - 1) <= 0.25, matmul_s=best["matmul_s"],
                          elementwise_s=best["elementwise_s"], vector_s=best["vector_s"], comm_s=best["comm_s"],
-                         matmul_gflops=rate / 1e9, load1=(float(r["load1_before"]) + float(r["load1_after"])) / 2,
+                         core_gflops=core_rate / 1e9, cpu_share=share, estimate_gflops=float(r["estimate_matmul_gflops"]),
+                         uncorrected_s=raw["total_s"], uncorrected_ratio=raw["total_s"] / measured,
+                         load1=(float(r["load1_before"]) + float(r["load1_after"])) / 2,
                          predicted_mem_mib=mem["total_bytes"] / 2 ** 20,
                          maxrss_mib=max(rss) / 1024 if rss else None))
     return rows
 
 
 def validate_md(rows):
-    out = ["| run | params | TP x DP | curvature | matmul GFLOP/s (estimate) | load | predicted s/iter "
-           "(matmul + elementwise + vector + comm) | measured s/iter | predicted / measured | within 25% | "
-           "predicted MiB/rank (model state) | peak RSS MiB (largest rank) |",
-           "|---|---:|---|---|---:|---:|---|---:|---:|---|---:|---:|"]
+    out = ["| run | params | TP x DP | curvature | load | CPU share | predicted s/iter (matmul + elementwise + vector "
+           "+ comm) | measured s/iter | predicted / measured | within 25% | uncorrected / measured | model state "
+           "MiB/rank | peak RSS MiB |",
+           "|---|---:|---|---|---:|---:|---|---:|---:|---|---:|---:|---:|"]
     for r in rows:
-        out.append("| %s | %.2fM | %dx%d | %s | %.1f | %.1f | %.3f (%.3f + %.3f + %.3f + %.3f) | %.3f | %.2f | %s | %.0f | %s |"
-                   % (r["name"], r["params"] / 1e6, r["tp"], r["dp"], r["curvature"], r["matmul_gflops"], r["load1"],
+        out.append("| %s | %.2fM | %dx%d | %s | %.1f | %.2f | %.3f (%.3f + %.3f + %.3f + %.3f) | %.3f | %.2f | %s | "
+                   "%.2f | %.0f | %s |"
+                   % (r["name"], r["params"] / 1e6, r["tp"], r["dp"], r["curvature"], r["load1"], r["cpu_share"],
                       r["predicted_s"], r["matmul_s"], r["elementwise_s"], r["vector_s"], r["comm_s"], r["measured_s"],
-                      r["ratio"], "yes" if r["within_25pct"] else "**no**", r["predicted_mem_mib"],
-                      "%.0f" % r["maxrss_mib"] if r["maxrss_mib"] else "-"))
+                      r["ratio"], "yes" if r["within_25pct"] else "**no**", r["uncorrected_ratio"],
+                      r["predicted_mem_mib"], "%.0f" % r["maxrss_mib"] if r["maxrss_mib"] else "-"))
     ok = sum(r["within_25pct"] for r in rows)
     out.append("")
-    out.append("%d of %d rows within 25%%; geometric mean ratio %.2f." % (
-        ok, len(rows), math.exp(statistics.mean(math.log(r["ratio"]) for r in rows))))
+    out.append("Core matmul rates (GFLOP/s) by width: %s. %d of %d rows within 25%%; "
+               "geometric mean ratio %.2f (uncorrected %.2f)." % (
+                   ", ".join(sorted({"d %d: %.1f" % (r["d_model"], r["core_gflops"]) for r in rows})), ok, len(rows), math.exp(statistics.mean(math.log(r["ratio"]) for r in rows)),
+                   math.exp(statistics.mean(math.log(r["uncorrected_ratio"]) for r in rows))))
     return "\n".join(out)
+
 
 # --------------------------------------------------------------------------------------------------------------------
 # project
@@ -371,8 +402,8 @@ def best_layout(m, n_gpus, args, mach, need=None):
     """The fastest layout (TP dividing the node, DP = n / TP) whose memory fits, and for it the graph mode and
     micro-batch rows (reuse if it fits, else recompute with the most rows per micro-batch that fit)."""
     best, smallest = None, None
-    for tp in (1, 2, 4, 8):
-        if tp > mach.gpus_per_node or n_gpus % tp or not m.valid_tp(tp):
+    for tp in (1, 2, 4, 8, 16, 32, 64):
+        if tp > args.max_tp or n_gpus % tp or not m.valid_tp(tp):
             continue
         dp = n_gpus // tp
         for mode in ("reuse", "recompute"):
@@ -402,6 +433,8 @@ def project(args):
     table = []
     for key in args.models.split(","):
         m = PRESETS[key]
+        if args.context:
+            m = Model(m.name + " @%d" % args.context, m.family, m.d, m.L, m.h, m.ff, m.V, args.context, m.kv)
         for n in gpus:
             need = {}
             b = best_layout(m, n, args, mach, need)
@@ -525,6 +558,8 @@ def main():
     pj.add_argument("--unsharded", action="store_true", help="today's code: vectors replicated over DP")
     pj.add_argument("--memory-fraction", type=float, default=0.9, help="usable share of 80 GB")
     pj.add_argument("--scan-seq", type=int, default=2048)
+    pj.add_argument("--max-tp", type=int, default=8, help="largest TP (above 8 TP groups span nodes)")
+    pj.add_argument("--context", type=int, default=0, help="rows of this many tokens instead of each model's context")
     a = ap.parse_args()
 
     if a.cmd == "predict":

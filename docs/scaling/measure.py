@@ -38,10 +38,10 @@ ROWS_PER_BATCH = 8  # cmd_forget's default --rows-per-batch
 FORGET_ID = 1
 # (model, curvature, tp, dp, CG iterations)
 RUNS = [
-    ("XS", "ggn", 1, 1, 6), ("XS", "ggn", 2, 1, 6), ("XS", "ggn", 1, 2, 6),
     ("S", "ggn", 1, 1, 6), ("S", "ggn", 2, 1, 6), ("S", "ggn", 1, 2, 6), ("S", "ggn", 2, 2, 6),
-    ("S", "hessian", 1, 1, 5), ("S", "hessian", 2, 1, 5), ("S", "hessian", 1, 2, 5),
     ("M", "ggn", 1, 1, 5), ("M", "ggn", 2, 1, 5), ("M", "ggn", 1, 2, 5),
+    ("S", "hessian", 1, 1, 5), ("S", "hessian", 2, 1, 5), ("S", "hessian", 1, 2, 5),
+    ("XS", "ggn", 1, 1, 6), ("XS", "ggn", 2, 1, 6), ("XS", "ggn", 1, 2, 6),
 ]
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
@@ -136,6 +136,8 @@ def main():
     ap.add_argument("--only", default="", help="comma-separated run names (e.g. S-ggn-2x1) or 'comm'")
     ap.add_argument("--wait-load", type=float, default=1.5, help="wait (at most --max-wait s) while load1 >= this")
     ap.add_argument("--max-wait", type=float, default=60)
+    ap.add_argument("--from-log", default="", help="run nothing: rebuild rows from --work's reports and logs, with the "
+                                                   "load and wall time printed in this earlier output of the script")
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
     only = set(filter(None, a.only.split(",")))
@@ -149,17 +151,44 @@ def main():
              "--max-documents", "40", "--output", ds], os.path.join(a.work, "prep.log"))
     git = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 
-    if not only or "machine" in only:
+    mpath = os.path.join(a.out_dir, "machine.csv")
+    machine = {r["key"]: r for r in csv.DictReader(open(mpath))} if os.path.exists(mpath) else {}
+
+    def put(key, value, note):
+        machine[key] = dict(key=key, value="%.4g" % value, note=note)
+        with open(mpath, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=["key", "value", "note"])
+            w.writeheader()
+            w.writerows(machine.values())
+
+    if (not only or "machine" in only) and not a.from_log:
         wait_quiet(a.wait_load, a.max_wait)
         l0 = load()
         bw = memory_bandwidth()
-        with open(os.path.join(a.out_dir, "machine.csv"), "w") as f:
-            f.write("key,value,note\n")
-            f.write("mem_bw_bytes_per_s_1thread,%.4g,numpy c = a + b on 64 MiB float32 arrays (load %.2f)\n" % (bw, l0))
-            f.write("cores,%d,os.cpu_count()\n" % os.cpu_count())
+        put("mem_bw_bytes_per_s_1thread", bw, "numpy c = a + b on 64 MiB float32 arrays (load %.2f)" % l0)
+        put("cores", os.cpu_count(), "os.cpu_count()")
         print("memory bandwidth %.2f GB/s" % (bw / 1e9), flush=True)
 
-    if not only or "comm" in only:
+    if (not only or "bench" in only) and not a.from_log:
+        # The matmul rate of the models' own shapes ([B*T, d] x [d, 4d], one thread) from `unlearn bench model`:
+        # the estimate's 256³ product runs hot in cache and overstates it.
+        wait_quiet(a.wait_load, a.max_wait)
+        l0 = load()
+        metrics = os.path.join(a.work, "bench-model.jsonl")
+        if os.path.exists(metrics):
+            os.remove(metrics)
+        run(mpi(1) + [a.bin, "bench", "model", "--threads", "1", "--sizes", "tiny,5m", "--reps", "2", "--metrics",
+                      metrics], os.path.join(a.work, "bench-model.log"))
+        dims = {"tiny": (64, "[256, 64] x [64, 256]"), "5m": (256, "[1024, 256] x [256, 1024]")}
+        for line in open(metrics):
+            e = json.loads(line)
+            if e.get("event") == "bench_model":
+                d, shape = dims[e["model"]]
+                put("matmul_gflops_d%d" % d, e["matmul_gflops"], "unlearn bench model %s: %s float32, 1 thread (load %.2f)"
+                    % (e["model"], shape, l0))
+                print("matmul d %d: %.1f GFLOP/s" % (d, e["matmul_gflops"]), flush=True)
+
+    if (not only or "comm" in only) and not a.from_log:
         wait_quiet(a.wait_load, a.max_wait)
         rows = bench_comm(a.bin, a.work)
         with open(os.path.join(a.out_dir, "comm.csv"), "w", newline="") as f:
@@ -185,29 +214,42 @@ def main():
                  str(m["n_heads"]), "--d-ff", str(m["d_ff"]), "--max-positions", str(SEQ), "--dtype", "float32",
                  "--output", ckpt], os.path.join(a.work, model + ".init.log"))
         outp = os.path.join(a.work, name + ".h5")
-        for suffix in ("", ".report.json"):
-            if os.path.exists(outp + suffix):
-                os.remove(outp + suffix)
-        wait_quiet(a.wait_load, a.max_wait)
-        l0 = load()
-        t0 = time.time()
-        log = run(mpi(tp * dp) + ["/usr/bin/time", "-f", "maxrss_kb %M", a.bin, "forget", "--tp", str(tp),
+        if a.from_log:  # rebuild the row from this run's files; load and wall time from the measure log's line
+            mm = re.search(r"^%s\s.*load ([\d.]+) -> ([\d.]+)\s+wall (\d+) s" % re.escape(name),
+                           open(a.from_log).read(), re.M)
+            if not mm or not os.path.exists(outp + ".report.json"):
+                continue
+            l0, l1, wall = float(mm.group(1)), float(mm.group(2)), float(mm.group(3))
+            log = open(os.path.join(a.work, name + ".log")).read()
+        else:
+            for suffix in ("", ".report.json"):
+                if os.path.exists(outp + suffix):
+                    os.remove(outp + suffix)
+            wait_quiet(a.wait_load, a.max_wait)
+            l0 = load()
+            t0 = time.time()
+            log = run(mpi(tp * dp) + ["/usr/bin/time", "-f", "maxrss_kb %M cpu_s %U %S wall_s %e", a.bin, "forget", "--tp", str(tp),
                                   "--threads", "1", "--checkpoint", ckpt, "--dataset", ds, "--forget-ids",
                                   str(FORGET_ID), "--retain-sample", "1000", "--method", "newton-cg", "--curvature",
-                                  curv, "--damping", "1.0" if curv == "hessian" else "0.1", "--cg-max-iters",
+                                  curv, "--damping", "100" if curv == "hessian" else "0.1", "--cg-max-iters",
                                   str(iters), "--cg-rtol", "1e-12", "--memory-limit", "0", "--output", outp],
-                  os.path.join(a.work, name + ".log"))
-        wall = time.time() - t0
-        l1 = load()
+                      os.path.join(a.work, name + ".log"))
+            wall = time.time() - t0
+            l1 = load()
         rep = json.load(open(outp + ".report.json"))
         cg = rep["request_reports"][0]["cg"]
         secs = [h["seconds"] for h in cg["history"]]
         # Iteration 1 also pays the solve's start and (GGN) the one-off Jᵀu graph: per-iteration = later differences.
         diffs = [b - c for b, c in zip(secs[1:], secs[:-1])]
-        if len(diffs) < 3:
-            sys.exit("%s: CG stopped after %d iterations (%s)" % (name, len(secs), cg["status"]))
+        if len(diffs) < 3:  # e.g. negative curvature of a random-init Hessian: no row
+            print("%s: CG stopped after %d iterations (%s): skipped" % (name, len(secs), cg["status"]), flush=True)
+            continue
         work, pool, ftok = dp_workloads(ds, dp, SEQ)
         rss = [int(x) for x in re.findall(r"maxrss_kb (\d+)", log)]
+        # The share of a core each rank got over its whole run ((user + sys) / wall): on a shared machine the
+        # compute actually available to the run (MPI's polling while a rank waits counts as CPU too).
+        share = [(float(u) + float(s_)) / float(e) for u, s_, e in
+                 re.findall(r"cpu_s ([\d.]+) ([\d.]+) wall_s ([\d.]+)", log)]
         est = rep["estimate"]
         row = dict(name=name, family="gpt2", d_model=m["d_model"], n_layers=m["n_layers"], n_heads=m["n_heads"],
                    n_kv_heads=m["n_heads"], d_ff=m["d_ff"], vocab=VOCAB, seq=SEQ, dtype="float32", curvature=curv,
@@ -219,16 +261,16 @@ def main():
                    measured_min_s=round(min(diffs), 5), measured_max_s=round(max(diffs), 5),
                    estimate_matmul_gflops=round(est["matmul_gflops"], 2), estimate_product_s=round(est["product_s"], 5),
                    estimate_graph_bytes=est["graph_bytes"], estimate_total_bytes=est["total_bytes"],
-                   maxrss_kb_per_rank=";".join(map(str, rss)), load1_before=l0, load1_after=l1, wall_s=round(wall, 1),
-                   utc=datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M"), git=git)
+                   maxrss_kb_per_rank=";".join(map(str, rss)),
+                   cpu_share_per_rank=";".join("%.3f" % x for x in share), load1_before=l0, load1_after=l1, wall_s=round(wall, 1),
+                   utc=datetime.datetime.utcfromtimestamp(os.path.getmtime(outp + ".report.json")).strftime("%Y-%m-%d %H:%M"), git=git)
         old[name] = row
         fields = list(row)
         print("%-16s %8.4f s/iter (min %.4f max %.4f)  matmul %.1f GFLOP/s  load %.2f -> %.2f  wall %.0f s"
               % (name, row["measured_s"], row["measured_min_s"], row["measured_max_s"], row["estimate_matmul_gflops"],
                  l0, l1, wall), flush=True)
-    if fields:
         order = ["%s-%s-%dx%d" % (mo, c, t, d) for mo, c, t, d, _ in RUNS]
-        with open(path, "w", newline="") as f:
+        with open(path, "w", newline="") as f:  # after every row: an interrupted sweep keeps what it measured
             w = csv.DictWriter(f, fieldnames=fields)
             w.writeheader()
             for n in order:
