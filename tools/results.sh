@@ -10,17 +10,17 @@
 # Usage: tools/results.sh            (about 30 minutes on an idle 2-core development machine)
 # Env: UNLEARN_RESULTS_OUT (work directory, default out/results), UNLEARN_RESULTS_STEPS (training steps, default
 # 300; another number is a smoke test of the pipeline, and then docs/ is not touched), UNLEARN_RESULTS_CONFIGS
-# (names of the configurations to run, default all), UNLEARN_BUILD_DIR. Trained models in the work directory are
+# (names of the configurations to run, default all), UNLEARN_BUILD_DIR, UNLEARN_BIN. Trained models in the work directory are
 # reused, so a rerun only repeats unlearning and evaluation.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${UNLEARN_BUILD_DIR:-$root/build}
 work=${UNLEARN_RESULTS_OUT:-$root/out/results}
 steps=${UNLEARN_RESULTS_STEPS:-300}
-bin=$build/src/app/unlearn
+bin=${UNLEARN_BIN:-$build/src/app/unlearn}  # UNLEARN_BIN: a prebuilt binary (then nothing is built)
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
 mpi=(mpiexec -n 2 --oversubscribe --bind-to none)
-cmake --build "$build" -j 2 --target unlearn >/dev/null
+[ -n "${UNLEARN_BIN:-}" ] || cmake --build "$build" -j 2 --target unlearn >/dev/null
 "$root/tools/fetch-corpora.sh" kjv notmuch
 mkdir -p "$work"
 start=$(date +%s)

@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 # Collects the forget reports of a sweep (slurm/submit-sweep.sh: SWEEP_DIR/<name>/forget.h5.report.json and the
 # row) into SWEEP_DIR/sweep.csv and SWEEP_DIR/scaling.png: strong scaling (time per CG iteration against ranks, per
-# model, with the ideal line), weak scaling (the same per parameters held per rank), and the estimated memory per
-# rank. Usage: /usr/bin/python3 tools/sweep-report.py SWEEP_DIR [--out DIR]  (Debian's python3: matplotlib).
+# model, with the ideal line), weak scaling (the same per parameters held per rank), the communication fraction of
+# the solve (mean over ranks of the time inside collectives), and memory per rank (measured peak resident set of the
+# largest rank, with the dry-run estimate dashed). Usage: /usr/bin/python3 tools/sweep-report.py SWEEP_DIR [--out DIR]  (Debian's python3: matplotlib).
 import argparse
 import csv
 import glob
@@ -16,7 +17,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 FIELDS = ["name", "model", "tp", "dp", "world_size", "nodes", "params_per_rank", "cg_iterations",
-          "cg_iteration_s", "solve_s", "total_s", "memory_per_rank_estimate_bytes", "resumed_from_iteration"]
+          "cg_iteration_s", "solve_s", "total_s", "comm_fraction", "comm_seconds_max", "peak_rss_bytes_max",
+          "memory_per_rank_estimate_bytes", "resumed_from_iteration"]
 
 
 def cg_iteration_seconds(history):
@@ -33,6 +35,7 @@ def row_of(report_path):
     row = open(os.path.join(d, "row")).read().split() if os.path.exists(os.path.join(d, "row")) else []
     hist = [h for q in r["request_reports"] for h in q.get("cg", {}).get("history", [])]
     hosts = {p["host"] for p in r.get("placement", [])}
+    res = r.get("resources", {})
     return {
         "name": os.path.basename(d),
         "model": os.path.basename(row[4] if len(row) > 4 else r["input_checkpoint"]),
@@ -43,13 +46,17 @@ def row_of(report_path):
         "cg_iteration_s": cg_iteration_seconds(hist),
         "solve_s": sum(q["phases"].get("solve_s", 0.0) for q in r["request_reports"]),
         "total_s": r["phases"]["total_s"],
+        # Reports written before the resources record existed leave these empty.
+        "comm_fraction": res.get("comm_fraction", {}).get("mean", ""),
+        "comm_seconds_max": res.get("comm_seconds", {}).get("max", ""),
+        "peak_rss_bytes_max": res.get("peak_rss_bytes", {}).get("max", ""),
         "memory_per_rank_estimate_bytes": r["estimate"]["total_bytes"],
         "resumed_from_iteration": (r.get("resumed_from") or {}).get("iteration", ""),
     }
 
 
 def plot(rows, path):
-    fig, ax = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, ax = plt.subplots(1, 4, figsize=(19, 4.2))
     timed = [r for r in rows if r["cg_iteration_s"]]
     for model in sorted({r["model"] for r in timed}):
         pts = sorted((r["world_size"], r["cg_iteration_s"]) for r in timed if r["model"] == model)
@@ -70,11 +77,20 @@ def plot(rows, path):
         pts = sorted((r["world_size"], r["cg_iteration_s"]) for r in s)
         ax[1].plot(*zip(*pts), "o-", label="%d params/rank, DP %d" % (s[0]["params_per_rank"], s[0]["dp"]))
     ax[1].set(title="weak scaling in TP", xlabel="ranks (TP x DP)", ylabel="s per CG iteration")
-    for model in sorted({r["model"] for r in rows}):
+    measured = [r for r in rows if r["comm_fraction"] != ""]
+    for model in sorted({r["model"] for r in measured}):
+        pts = sorted((r["world_size"], 100 * r["comm_fraction"]) for r in measured if r["model"] == model)
+        ax[2].plot(*zip(*pts), "o-", label=model)
+    ax[2].set(title="time inside collectives (mean over ranks)", xlabel="ranks (TP x DP)", ylabel="% of the solve")
+    for i, model in enumerate(sorted({r["model"] for r in rows})):
+        color = "C%d" % i
         pts = sorted((r["world_size"], r["memory_per_rank_estimate_bytes"] / 2**20)
                      for r in rows if r["model"] == model)
-        ax[2].plot(*zip(*pts), "o-", label=model)
-    ax[2].set(title="memory per rank (dry-run estimate)", xlabel="ranks (TP x DP)", ylabel="MiB")
+        ax[3].plot(*zip(*pts), "--", color=color, alpha=0.6)
+        pts = sorted((r["world_size"], r["peak_rss_bytes_max"] / 2**20) for r in measured if r["model"] == model)
+        if pts:
+            ax[3].plot(*zip(*pts), "o-", color=color, label=model)
+    ax[3].set(title="memory per rank (peak RSS; dashed: estimate)", xlabel="ranks (TP x DP)", ylabel="MiB")
     for a in ax:
         a.legend(fontsize=7)
         a.grid(alpha=0.3)

@@ -15,6 +15,7 @@
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <sys/resource.h>
 #include <thread>
 
 #include "unlearn/comm/mpi_communicator.h"
@@ -292,6 +293,51 @@ int unlearn_main(int argc, char** argv) {
       return rc;
     };
   });
+}
+
+
+ResourceUsage measure_resource_usage(Communicator& world, const CommUsage& since, double wall_s) {
+  const CommUsage now = comm_usage();  // before the reductions below, which are collectives too
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  auto spread = [&](double local) {
+    ResourceUsage::Spread s;
+    s.min = world.all_reduce_scalar(local, ReduceOp::kMin);
+    s.mean = world.all_reduce_scalar(local, ReduceOp::kSum) / world.size();
+    s.max = world.all_reduce_scalar(local, ReduceOp::kMax);
+    return s;
+  };
+  ResourceUsage u;
+  u.wall_s = wall_s;
+  const double comm_s = now.seconds - since.seconds;
+  u.comm_seconds = spread(comm_s);
+  u.comm_fraction = spread(wall_s > 0 ? comm_s / wall_s : 0.0);
+  u.peak_rss_bytes = spread(static_cast<double>(ru.ru_maxrss) * 1024.0);  // Linux reports KiB
+  u.comm_calls = now.calls - since.calls;
+  u.comm_bytes = now.bytes - since.bytes;
+  return u;
+}
+
+std::string ResourceUsage::json() const {
+  auto spread = [](const Spread& s) { return JsonObject().add("min", s.min).add("mean", s.mean).add("max", s.max).str(); };
+  return JsonObject()
+      .add("wall_s", wall_s)
+      .add_raw("comm_seconds", spread(comm_seconds))
+      .add_raw("comm_fraction", spread(comm_fraction))
+      .add("comm_calls", comm_calls)
+      .add("comm_bytes", comm_bytes)
+      .add_raw("peak_rss_bytes", spread(peak_rss_bytes))
+      .str();
+}
+
+std::string ResourceUsage::describe() const {
+  char line[256];
+  std::snprintf(line, sizeof line,
+                "resources: %.1f%% of %.2f s inside collectives (mean over ranks; max %.2f s), %lld calls; peak "
+                "memory per rank %.0f MiB (largest rank)",
+                100.0 * comm_fraction.mean, wall_s, comm_seconds.max, static_cast<long long>(comm_calls),
+                peak_rss_bytes.max / 1048576.0);
+  return line;
 }
 
 }  // namespace unlearn

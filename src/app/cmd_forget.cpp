@@ -283,6 +283,7 @@ class ForgetCommand final : public Subcommand {
     std::vector<std::string> request_reports;
     ShardedVector total_update;
     double solve_s = 0;
+    const CommUsage comm_before = comm_usage();
     for (std::size_t r = 0; r < requests_.size(); ++r) {
       opt_.request = r;
       removed.insert(requests_[r].rows.begin(), requests_[r].rows.end());
@@ -308,6 +309,8 @@ class ForgetCommand final : public Subcommand {
       request_reports.push_back(rep);
     }
     phases.add("requests_s", solve_s);
+    const ResourceUsage resources = measure_resource_usage(grid.world(), comm_before, solve_s);
+    log_info0(resources.describe());
 
     std::optional<ExposureSummary> exposure_after;
     if (exposure_before) {
@@ -334,7 +337,7 @@ class ForgetCommand final : public Subcommand {
         .add("step_policy", step_policy_).add("requests", static_cast<std::int64_t>(requests_.size()))
         .add_raw("request_reports", json_array(request_reports))
         .add("update_norm", total_update.norm()).add_raw("update_norm_per_tensor", tensor_norms_json(total_update))
-        .add_raw("estimate", to_json(est)).add_raw("phases", phases.str())
+        .add_raw("estimate", to_json(est)).add_raw("phases", phases.str()).add_raw("resources", resources.json())
         .add_raw("resumed_from", resume_from_ ? JsonObject().add("request", resume_from_->request + 1)
                                                     .add("iteration", resume_from_->iteration).str()
                                               : std::string("null"))

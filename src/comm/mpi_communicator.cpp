@@ -109,7 +109,7 @@ class MpiCommunicator final : public Communicator {
   std::string_view backend_name() const override { return "mpi"; }
   MPI_Comm comm() const { return comm_; }
 
-  void all_reduce(at::Tensor& t, ReduceOp op) override {
+  void do_all_reduce(at::Tensor& t, ReduceOp op) override {
     detail::check_reduction(t, op, "all_reduce");
     const MPI_Datatype type = to_mpi_type(t.scalar_type(), true);
     HostStage stage(t, true);
@@ -124,7 +124,7 @@ class MpiCommunicator final : public Communicator {
     stage.finish();
   }
 
-  void all_gather(const at::Tensor& in, at::Tensor& out) override {
+  void do_all_gather(const at::Tensor& in, at::Tensor& out) override {
     detail::check_collective_tensor(in, "all_gather");
     detail::check_collective_tensor(out, "all_gather");
     UNLEARN_CHECK(out.scalar_type() == in.scalar_type(), "all_gather: dtypes differ");
@@ -139,7 +139,7 @@ class MpiCommunicator final : public Communicator {
     dst.finish();
   }
 
-  void reduce_scatter(const at::Tensor& in, at::Tensor& out, ReduceOp op) override {
+  void do_reduce_scatter(const at::Tensor& in, at::Tensor& out, ReduceOp op) override {
     detail::check_reduction(in, op, "reduce_scatter");
     detail::check_collective_tensor(out, "reduce_scatter");
     UNLEARN_CHECK(out.scalar_type() == in.scalar_type(), "reduce_scatter: dtypes differ");
@@ -156,7 +156,7 @@ class MpiCommunicator final : public Communicator {
     dst.finish();
   }
 
-  void broadcast(at::Tensor& t, int root) override {
+  void do_broadcast(at::Tensor& t, int root) override {
     detail::check_collective_tensor(t, "broadcast");
     UNLEARN_CHECK(root >= 0 && root < size_, "broadcast: root " << root << " out of range for size " << size_);
     const MPI_Datatype type = to_mpi_type(t.scalar_type(), false);
@@ -171,7 +171,7 @@ class MpiCommunicator final : public Communicator {
     stage.finish();
   }
 
-  void barrier() override { UNLEARN_CHECK_MPI(MPI_Barrier(comm_)); }
+  void do_barrier() override { UNLEARN_CHECK_MPI(MPI_Barrier(comm_)); }
 
   std::unique_ptr<Communicator> split(int color, int key) const override {
     MPI_Comm sub = MPI_COMM_NULL;

@@ -89,13 +89,13 @@ class NcclCommunicator final : public Communicator {
   int size() const override { return size_; }
   std::string_view backend_name() const override { return "nccl"; }
 
-  void all_reduce(at::Tensor& t, ReduceOp op) override {
+  void do_all_reduce(at::Tensor& t, ReduceOp op) override {
     detail::check_reduction(t, op, "all_reduce");
     check_device(t, "all_reduce");
     UNLEARN_CHECK_NCCL(comm_, ncclAllReduce(t.data_ptr(), t.data_ptr(), t.numel(), to_nccl_type(t.scalar_type()),
                                             to_nccl_op(op), comm_, stream()));
   }
-  void all_gather(const at::Tensor& in, at::Tensor& out) override {
+  void do_all_gather(const at::Tensor& in, at::Tensor& out) override {
     check_device(in, "all_gather");
     check_device(out, "all_gather");
     UNLEARN_CHECK(out.scalar_type() == in.scalar_type(), "all_gather: dtypes differ");
@@ -104,7 +104,7 @@ class NcclCommunicator final : public Communicator {
     UNLEARN_CHECK_NCCL(comm_, ncclAllGather(in.data_ptr(), out.data_ptr(), in.numel(), to_nccl_type(in.scalar_type()),
                                             comm_, stream()));
   }
-  void reduce_scatter(const at::Tensor& in, at::Tensor& out, ReduceOp op) override {
+  void do_reduce_scatter(const at::Tensor& in, at::Tensor& out, ReduceOp op) override {
     detail::check_reduction(in, op, "reduce_scatter");
     check_device(in, "reduce_scatter");
     check_device(out, "reduce_scatter");
@@ -115,13 +115,13 @@ class NcclCommunicator final : public Communicator {
     UNLEARN_CHECK_NCCL(comm_, ncclReduceScatter(in.data_ptr(), out.data_ptr(), out.numel(),
                                                 to_nccl_type(in.scalar_type()), to_nccl_op(op), comm_, stream()));
   }
-  void broadcast(at::Tensor& t, int root) override {
+  void do_broadcast(at::Tensor& t, int root) override {
     check_device(t, "broadcast");
     UNLEARN_CHECK(root >= 0 && root < size_, "broadcast: root " << root << " out of range for size " << size_);
     UNLEARN_CHECK_NCCL(comm_, ncclBroadcast(t.data_ptr(), t.data_ptr(), t.numel(), to_nccl_type(t.scalar_type()),
                                             root, comm_, stream()));
   }
-  void barrier() override {
+  void do_barrier() override {
     // NCCL has no barrier: a one-element all-reduce, then wait for the stream so the host is synchronised too.
     void* buf = nullptr;
     UNLEARN_CHECK_CUDA(cudaMalloc(&buf, sizeof(float)));

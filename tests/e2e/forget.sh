@@ -39,6 +39,14 @@ assert all(isinstance(i, int) for i in q1["forget_document_ids"])
 assert q1["forget_loss_after"] > q1["forget_loss_before"], "removal must raise the forget loss"
 # The same update at TP = 1 and TP = 2 (float64): layouts agree.
 assert abs(r1["update_norm"] - r2["update_norm"]) <= 1e-9 * r1["update_norm"], (r1["update_norm"], r2["update_norm"])
+# Resources: the communication of the requests and the peak memory of every rank (1 rank: only scalar reductions).
+for r, ranks in ((r1, 1), (r2, 2)):
+    u = r["resources"]
+    for k in ("comm_seconds", "comm_fraction", "peak_rss_bytes"):
+        assert 0 <= u[k]["min"] <= u[k]["mean"] <= u[k]["max"], (k, u[k])
+    assert u["comm_fraction"]["max"] <= 1 and u["peak_rss_bytes"]["min"] > 10 * 2**20, u
+    assert u["comm_calls"] > 0 and u["wall_s"] > 0, u
+assert r2["resources"]["comm_bytes"] > r1["resources"]["comm_bytes"], (r1["resources"], r2["resources"])
 f1 = ff["request_reports"][0]
 assert f1["noise_norm"] > 0 and f1["noise_norm_outside_span_u"] > f1["noise_norm_inside_span_u"]
 print("ok   reports: forget loss %.4f -> %.4f, update norm tp1 %.12g tp2 %.12g"

@@ -61,6 +61,21 @@ using Action = std::function<int()>;
 int run_mpi_program(int argc, char** argv,
                     const std::function<Action(int world_rank, int world_size)>& configure);
 
+/// Communication and memory of every rank over a span of `wall_s` seconds that began when comm_usage() was `since`.
+struct ResourceUsage {
+  struct Spread {
+    double min = 0, mean = 0, max = 0;  // over ranks
+  };
+  double wall_s = 0;                     // rank 0's
+  Spread comm_seconds, comm_fraction;    // time inside collectives, and its fraction of each rank's wall_s
+  Spread peak_rss_bytes;                 // peak resident set since the process started
+  std::int64_t comm_calls = 0, comm_bytes = 0;  // rank 0's
+  std::string json() const;
+  std::string describe() const;  // one line for the log
+};
+/// Collective over `world`.
+ResourceUsage measure_resource_usage(Communicator& world, const CommUsage& since, double wall_s);
+
 /// Entry point of the `unlearn` executable.
 int unlearn_main(int argc, char** argv);
 

@@ -33,13 +33,13 @@ class Communicator {
   virtual std::string_view backend_name() const = 0;  // "mpi" | "nccl" | "local"
 
   /// t <- op over ranks of t. kAvg needs a floating dtype.
-  virtual void all_reduce(at::Tensor& t, ReduceOp op) = 0;
+  void all_reduce(at::Tensor& t, ReduceOp op);
   /// out (size() * in.numel() elements, contiguous) <- concatenation of every rank's `in`, rank order.
-  virtual void all_gather(const at::Tensor& in, at::Tensor& out) = 0;
+  void all_gather(const at::Tensor& in, at::Tensor& out);
   /// out (in.numel() / size() elements) <- block rank() of op over ranks of `in`.
-  virtual void reduce_scatter(const at::Tensor& in, at::Tensor& out, ReduceOp op) = 0;
-  virtual void broadcast(at::Tensor& t, int root) = 0;
-  virtual void barrier() = 0;
+  void reduce_scatter(const at::Tensor& in, at::Tensor& out, ReduceOp op);
+  void broadcast(at::Tensor& t, int root);
+  void barrier();
   /// Ranks with equal `color` form a new group ordered by (key, rank); color < 0 returns nullptr on that rank.
   virtual std::unique_ptr<Communicator> split(int color, int key) const = 0;
   /// Group of the ranks that share this rank's node (shared memory). Local: a copy of itself.
@@ -50,7 +50,24 @@ class Communicator {
   std::int64_t all_reduce_scalar(std::int64_t local, ReduceOp op = ReduceOp::kSum);
   /// True on every rank iff `ok` is true on every rank.
   bool all_agree(bool ok);
+
+ private:
+  // The collectives of a backend; the public calls above wrap them to account their time (comm_usage()).
+  virtual void do_all_reduce(at::Tensor& t, ReduceOp op) = 0;
+  virtual void do_all_gather(const at::Tensor& in, at::Tensor& out) = 0;
+  virtual void do_reduce_scatter(const at::Tensor& in, at::Tensor& out, ReduceOp op) = 0;
+  virtual void do_broadcast(at::Tensor& t, int root) = 0;
+  virtual void do_barrier() = 0;
 };
+
+/// What this process spent inside collectives since it started (every communicator together): host wall time
+/// from call to return, so it includes waiting for the slowest rank; on NCCL only the enqueue (the stream runs on).
+struct CommUsage {
+  double seconds = 0;
+  std::int64_t bytes = 0;  // payload of the calls (the tensor passed in)
+  std::int64_t calls = 0;
+};
+CommUsage comm_usage();
 
 /// Size-1 backend: every collective is the identity (all_gather/reduce_scatter copy). The default in unit tests.
 std::unique_ptr<Communicator> make_local_communicator();
