@@ -68,6 +68,14 @@ class Model:
         head = 2.0 * targets * d * -(-self.V // tp)
         return linear + attention + head
 
+    def flops_attention(self, tp, attn):
+        """The batched T x T part of flops_forward (scores and values), which runs at its own rate."""
+        return 4.0 * self.L * (self.h // tp) * self.hd * attn
+
+    def n_tensors(self):
+        """Parameter tensors (transformer.cpp): every per-tensor op of CG and of the product seed runs this often."""
+        return self.L * (16 if self.family == "gpt2" else 9) + (4 if self.family == "gpt2" else 3)
+
     def saved_values(self, tp, tokens, attn, targets):
         """Values saved per reused graph pair (forward + create_graph backward): forget_estimate.cpp's count per
         token and layer, 2 (4d + 10d/tp + (heads/tp) T), plus three logit-sized tensors per target token."""
@@ -121,10 +129,17 @@ class Link:
 
 
 class Machine:
-    def __init__(self, name, matmul_flops, mem_bw, intra, inter, gpus_per_node, memory_bytes, notes=""):
+    """t_op: fixed seconds per data-moving ATen op (dispatch, autograd node, allocation; on a GPU the kernel launch).
+    attn_flops / ew_bw: the batched attention products' rate and the elementwise ops' bandwidth where they differ
+    from matmul_flops / mem_bw (the latter stays the CG vectors' streaming bandwidth)."""
+
+    def __init__(self, name, matmul_flops, mem_bw, intra, inter, gpus_per_node, memory_bytes, notes="", t_op=0.0,
+                 attn_flops=None, ew_bw=None):
         self.name, self.matmul, self.mem_bw = name, matmul_flops, mem_bw
         self.intra, self.inter, self.gpus_per_node, self.memory = intra, inter, gpus_per_node, memory_bytes
-        self.notes = notes
+        self.notes, self.t_op = notes, t_op
+        self.attn = attn_flops or matmul_flops
+        self.ew_bw = ew_bw or mem_bw
 
 
 # Published rates (docs/scaling.md, "Assumptions"): H100 SXM5 datasheet peaks; nccl-tests all_reduce_perf bus
@@ -134,11 +149,14 @@ H100_MATMUL_FRACTION = 0.5
 H100_HBM = 3.35e12 * 0.8
 H100_INTRA = Link(alpha_s=15e-6, busbw=400e9)   # NVLink4 + NVSwitch, 8 GPUs: 360-480 GB/s bus bw measured by NVIDIA
 H100_INTER = Link(alpha_s=30e-6, busbw=45e9)    # one 400 Gb/s NDR HCA per GPU: 40-48 GB/s bus bw
+# Per op on a GPU: one kernel launch through LibTorch's eager dispatcher and autograd, ~5-10 µs when the host cannot
+# run ahead (the double backward's small ops, .item() syncs in CG); 5 µs assumed, no CUDA graphs or fusion.
+H100_T_OP = 5e-6
 
 
-def h100(dtype):
+def h100(dtype, t_op=H100_T_OP):
     return Machine("H100 SXM 80GB", H100_PEAK["bf16" if dtype == "bf16" else "float32"] * H100_MATMUL_FRACTION,
-                   H100_HBM, H100_INTRA, H100_INTER, 8, 80e9)
+                   H100_HBM, H100_INTRA, H100_INTER, 8, 80e9, t_op=t_op)
 
 
 DTYPE_BYTES = {"bf16": 2, "float16": 2, "float32": 4, "float64": 8}
@@ -173,9 +191,18 @@ class Workload:
 # backward graph (4F) and the forward graph (2F) = 6F; G·v = J v through the backward graph (2F) + Jᵀ y (2F) = 4F.
 # Recompute: every product first rebuilds the graph (3F, plus Jᵀu 2F for G·v).
 PRODUCT_F = {("hessian", "reuse"): 6, ("ggn", "reuse"): 4, ("hessian", "recompute"): 9, ("ggn", "recompute"): 9}
-# Elementwise passes over the saved values per product (read the saved value, write and read one adjoint of the same
-# size: ~3 accesses each), graph rebuild in recompute mode writes them once more. An assumption (docs/scaling.md).
-EW_ACCESSES = {"reuse": 3, "recompute": 4}
+# Counted, not assumed (docs/scaling/count_ops.py -> docs/scaling/ops.json: torch 1.13's profiler over one
+# reused-graph product of a TP = 1 GPT-2 re-statement of transformer.cpp / curvature.cpp): data-moving ATen ops
+# ("kernels") per layer and per micro-batch outside the layers, and elementwise bytes (inputs + output of every
+# non-matmul kernel) = a N d + b h A per layer, c per target logit per micro-batch.
+OPS = {"ggn": dict(layer=404, mb=140, a=2228.4, b=64.7, c=275.7),
+       "hessian": dict(layer=441, mb=163, a=2649.6, b=147.2, c=179.0)}
+# Per-iteration CG ops per parameter tensor (cg.cpp, sharded_vector.cpp): 4 dots x (2 casts to float64, dot, item)
+# + x, r, damping axpy + p scale and add + r clone, ~ 24.
+CG_OPS_PER_TENSOR = 24
+# Recompute mode rebuilds forward + create_graph backward before every product: ~half a product's ops and bytes
+# again (3F of the 6F-9F), an assumption.
+RECOMPUTE_FACTOR = {"reuse": 1.0, "recompute": 1.5}
 # CG's own vector traffic per iteration (cg.cpp): 4 dot products, each converting both operands to float64
 # (2s read + 16 write + 16 read per element), and x/r axpy, r clone, p scale + axpy, damping axpy (16 s in all).
 # Per micro-batch in a product: <a, v> seed (3 s), its backward (3 s), accumulation (3 s) ~ 9 s; DP sum: cat + clone.
@@ -190,8 +217,19 @@ def cg_iteration(m, tp, dp, work, mach, dtype="float32", solver_dtype=None, curv
     P = m.params_local(tp)
     n_sub = P * subset_fraction
     F = m.flops_forward(tp, work.tokens, work.attn, work.targets)
-    t_matmul = PRODUCT_F[(curvature, mode)] * F / rate
-    t_ew = EW_ACCESSES[mode] * m.saved_values(tp, work.tokens, work.attn, work.targets) * s / mach.mem_bw
+    F_att = m.flops_attention(tp, work.attn)
+    attn_rate = mach.attn if compute_rate is None else compute_rate * mach.attn / mach.matmul
+    t_matmul = PRODUCT_F[(curvature, mode)] * ((F - F_att) / rate + F_att / attn_rate)
+    ops = OPS["ggn" if curvature == "ggn" else "hessian"]
+    # Token x d tensors: 4d of forget_estimate's 14d per token are replicated over TP (norms, residuals), the rest
+    # split; the count is TP = 1's, split the same way. Elementwise bytes scale with the compute dtype (counted at 4).
+    tp_split = (4 + 10.0 / tp) / 14
+    ew_bytes = (m.L * (ops["a"] * work.tokens * m.d * tp_split + ops["b"] * (m.h / tp) * work.attn)
+                + ops["c"] * work.targets * -(-m.V // tp)) * s / 4 * RECOMPUTE_FACTOR[mode]
+    t_ew = ew_bytes / mach.ew_bw
+    n_ops = (work.microbatches * (m.L * ops["layer"] + ops["mb"]) * RECOMPUTE_FACTOR[mode]
+             + m.n_tensors() * CG_OPS_PER_TENSOR)
+    t_ops = n_ops * mach.t_op
     n_vec = n_sub / dp if sharded else n_sub
     vec_bytes = n_vec * (4 * (2 * sv + 32) + 16 * sv) + work.microbatches * n_sub * 9 * sv
     if dp > 1:
@@ -231,9 +269,10 @@ def cg_iteration(m, tp, dp, work, mach, dtype="float32", solver_dtype=None, curv
     dot_group, dot_link = (world, world_link) if sharded else (tp, tp_link)
     t_scalar = dots * dot_link.all_reduce(8, dot_group) + world_link.all_reduce(8, world)
     comm = t_tp + t_dp + t_scalar
-    total = t_matmul + t_ew + t_vec + comm
-    return dict(total_s=total, matmul_s=t_matmul, elementwise_s=t_ew, vector_s=t_vec, tp_comm_s=t_tp, dp_comm_s=t_dp,
-                scalar_comm_s=t_scalar, comm_s=comm, compute_s=t_matmul + t_ew + t_vec, forward_flops=F)
+    total = t_matmul + t_ew + t_vec + t_ops + comm
+    return dict(total_s=total, matmul_s=t_matmul, elementwise_s=t_ew, vector_s=t_vec, ops_s=t_ops, n_ops=n_ops,
+                elementwise_bytes=ew_bytes, tp_comm_s=t_tp, dp_comm_s=t_dp, scalar_comm_s=t_scalar, comm_s=comm,
+                compute_s=t_matmul + t_ew + t_vec + t_ops, forward_flops=F)
 
 
 def memory(m, tp, dp, work, dtype="float32", solver_dtype=None, curvature="ggn", mode="reuse", sharded=False,
@@ -306,91 +345,130 @@ def read_machine_csv(path):
     return out
 
 
+def interp(table, x):
+    """Log-log interpolation in a sorted [(x, y)] table, clamped at the ends."""
+    if x <= table[0][0] or len(table) == 1:
+        return table[0][1] if x <= table[0][0] else table[-1][1]
+    for (x0, y0), (x1, y1) in zip(table, table[1:]):
+        if x <= x1:
+            f = math.log(x / x0) / math.log(x1 / x0)
+            return math.exp(math.log(y0) + f * (math.log(y1) - math.log(y0)))
+    return table[-1][1]
+
+
+def local_machine(mc, link, m, share=1.0, t_op=None):
+    """This machine for model m as measured in docs/scaling/machine.csv, given `share` of a core: linear products at
+    the micro-batch's [512, d] x [d, 4d] rate (torch_rates; else `unlearn bench model`'s), attention at its [64, hd]
+    batched rate, elementwise ops at the torch.add slope, CG vectors at the numpy stream rate, t_op per op. A rank
+    with half a core runs every compute term at half speed."""
+    def table(prefix):
+        return sorted((int(k[len(prefix):]), v * 1e9) for k, v in mc.items() if k.startswith(prefix))
+    lin = table("linear_gflops_d") or table("matmul_gflops_d") or [(1, 50e9)]
+    att = table("attn_gflops_hd")
+    rate = interp(lin, m.d)
+    attn = interp(att, m.hd) if att else rate
+    mem_bw = mc.get("mem_bw_bytes_per_s_1thread", 10e9)
+    ew_bw = mc.get("ew_bytes_per_s", mem_bw)
+    t = mc.get("t_op_s", 0.0) if t_op is None else t_op
+    return Machine("this machine", rate * share, mem_bw * share, link, link, 64, 0, t_op=t / share,
+                   attn_flops=attn * share, ew_bw=ew_bw * share)
+
+
+def row_model(r):
+    return Model(r["name"], r["family"], int(r["d_model"]), int(r["n_layers"]), int(r["n_heads"]), int(r["d_ff"]),
+                 int(r["vocab"]), int(r["seq"]), int(r["n_kv_heads"]))
+
+
+def row_workloads(r):
+    lists = [[int(x) for x in str(r[k]).split(";")] for k in ("tokens_per_dp", "attn_per_dp", "targets_per_dp",
+                                                               "microbatches_per_dp")]
+    return [Workload(tok, att, tgt, mb, tok / mb, att / mb, tgt / mb) for tok, att, tgt, mb in zip(*lists)]
+
+
+def predict_row(r, mach):
+    """The busiest DP rank's prediction (the DP sum is a barrier)."""
+    m = row_model(r)
+    best = None
+    for w in row_workloads(r):
+        p = cg_iteration(m, int(r["tp"]), int(r["dp"]), w, mach, dtype=r["dtype"], curvature=r["curvature"],
+                         mode=r["graph_mode"])
+        if best is None or p["total_s"] > best["total_s"]:
+            best = p
+    return best
+
+
+def fit_t_op(rows, mc, link=None):
+    """t_op from the d 16 microbenchmark (docs/scaling/overhead.csv), never from validation rows: the measured time
+    per iteration minus the model's FLOP, byte and (zero) communication terms, against the counted ops of each run;
+    least-squares slope = seconds per op, intercept = what the count misses per iteration (should be ~0)."""
+    link = link or Link(0, float("inf"))
+    xs, ys = [], []
+    for r in rows:
+        p = predict_row(r, local_machine(mc, link, row_model(r), t_op=0.0))
+        xs.append(p["n_ops"])
+        ys.append(float(r["measured_s"]) - p["total_s"])
+    mx, my = statistics.mean(xs), statistics.mean(ys)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    return dict(t_op_s=slope, intercept_s=my - slope * mx, n=len(xs))
+
+
 def validate(args):
-    """Predicts every measured row. The compute rate available to a run on this shared machine is one core's matmul
-    rate at the model's width (`unlearn bench model`, docs/scaling/machine.csv) times the share of a core the run's
-    slowest rank actually got ((user + sys) / wall from time(1)); the memory bandwidth is shared the same way. The
-    uncorrected prediction (the run's own `--dry-run` estimate rate, a whole core) is reported too."""
+    """Predicts every measured row from machine.csv's microbenchmarks (no constant fitted to these rows). On this
+    shared machine each run gets the share of a core its slowest rank actually had ((user + sys) / wall from
+    time(1)); on a quiet machine that is ~1 up to 2 ranks and ~0.5 at 4 ranks on 2 cores."""
     link = read_comm(args.comm)
     mc = read_machine_csv(args.machine_csv)
-    mem_bw = mc.get("mem_bw_bytes_per_s_1thread", 10e9)
-    data = list(csv.DictReader(open(args.csv)))
-    estimate_core = max(float(r["estimate_matmul_gflops"]) for r in data) * 1e9
-    bench = sorted((int(k[len("matmul_gflops_d"):]), v * 1e9) for k, v in mc.items() if k.startswith("matmul_gflops_d"))
-
-    def core_rate_for(d):
-        """One core's matmul rate at width d: `unlearn bench model`'s [B*T, d] x [d, 4d] rates, log-interpolated in
-        d (clamped at the ends); without them the estimate's 256³ rate."""
-        if not bench:
-            return estimate_core
-        if d <= bench[0][0] or len(bench) == 1:
-            return bench[0][1] if d <= bench[0][0] else bench[-1][1]
-        for (d0, r0), (d1, r1) in zip(bench, bench[1:]):
-            if d <= d1:
-                f = math.log(d / d0) / math.log(d1 / d0)
-                return math.exp(math.log(r0) + f * (math.log(r1) - math.log(r0)))
-        return bench[-1][1]
-
     rows = []
-    for r in data:
-        m = Model(r["name"], r["family"], int(r["d_model"]), int(r["n_layers"]), int(r["n_heads"]), int(r["d_ff"]),
-                  int(r["vocab"]), int(r["seq"]), int(r["n_kv_heads"]))
+    for r in csv.DictReader(open(args.csv)):
+        m = row_model(r)
         tp, dp = int(r["tp"]), int(r["dp"])
-        lists = [[int(x) for x in r[k].split(";")] for k in ("tokens_per_dp", "attn_per_dp", "targets_per_dp",
-                                                              "microbatches_per_dp")]
         shares = [float(x) for x in r.get("cpu_share_per_rank", "").split(";") if x]
         share = min(1.0, min(shares)) if shares else 1.0
-
-        def predict(rate, bw):
-            mach = Machine("this machine", rate, bw, link, link, 64, 0)
-            best = None
-            for tok, att, tgt, mb in zip(*lists):
-                w = Workload(tok, att, tgt, mb, tok / mb, att / mb, tgt / mb)
-                p = cg_iteration(m, tp, dp, w, mach, dtype=r["dtype"], curvature=r["curvature"],
-                                 mode=r["graph_mode"])
-                if best is None or p["total_s"] > best["total_s"]:
-                    best = p
-            return best
-
-        core_rate = core_rate_for(m.d)
-        best = predict(core_rate * share, mem_bw * share)
-        raw = predict(float(r["estimate_matmul_gflops"]) * 1e9, mem_bw)
+        best = predict_row(r, local_machine(mc, link, m, share))
+        no_ops = predict_row(r, local_machine(mc, link, m, share, t_op=0.0))
         measured = float(r["measured_s"])
         rss = [int(x) for x in r["maxrss_kb_per_rank"].split(";") if x]
+        ws = row_workloads(r)
         ft = int(r["forget_tokens"])
-        w0 = Workload(lists[0][0], lists[1][0], lists[2][0], lists[3][0], lists[0][0] / lists[3][0], 0, 0, ft,
+        w0 = Workload(ws[0].tokens, ws[0].attn, ws[0].targets, ws[0].microbatches, ws[0].mb_tokens, 0, 0, ft,
                       ft * int(r["seq"]))
         mem = memory(m, tp, dp, w0, dtype=r["dtype"], curvature=r["curvature"])
+        cf = r.get("comm_fraction_mean") or ""
+        rss_report = r.get("peak_rss_bytes_max") or ""
         rows.append(dict(name=r["name"], tp=tp, dp=dp, curvature=r["curvature"], params=m.params_global(), d_model=m.d,
                          predicted_s=best["total_s"], measured_s=measured, ratio=best["total_s"] / measured,
                          within_25pct=abs(best["total_s"] / measured - 1) <= 0.25, matmul_s=best["matmul_s"],
-                         elementwise_s=best["elementwise_s"], vector_s=best["vector_s"], comm_s=best["comm_s"],
-                         core_gflops=core_rate / 1e9, cpu_share=share, estimate_gflops=float(r["estimate_matmul_gflops"]),
-                         uncorrected_s=raw["total_s"], uncorrected_ratio=raw["total_s"] / measured,
+                         elementwise_s=best["elementwise_s"], vector_s=best["vector_s"], ops_s=best["ops_s"],
+                         n_ops=best["n_ops"], comm_s=best["comm_s"], cpu_share=share,
+                         predicted_comm_share=best["comm_s"] / best["total_s"],
+                         measured_comm_fraction=float(cf) if cf else None,
+                         no_ops_ratio=no_ops["total_s"] / measured,
                          load1=(float(r["load1_before"]) + float(r["load1_after"])) / 2,
                          predicted_mem_mib=mem["total_bytes"] / 2 ** 20,
-                         maxrss_mib=max(rss) / 1024 if rss else None))
+                         maxrss_mib=(float(rss_report) / 2 ** 20 if rss_report else
+                                     max(rss) / 1024 if rss else None)))
     return rows
 
 
 def validate_md(rows):
     out = ["| run | params | TP x DP | curvature | load | CPU share | predicted s/iter (matmul + elementwise + vector "
-           "+ comm) | measured s/iter | predicted / measured | within 25% | uncorrected / measured | model state "
-           "MiB/rank | peak RSS MiB |",
-           "|---|---:|---|---|---:|---:|---|---:|---:|---|---:|---:|---:|"]
+           "+ ops + comm) | measured s/iter | predicted / measured | within 25% | without the ops term | comm share "
+           "predicted / measured | model state MiB/rank | peak RSS MiB |",
+           "|---|---:|---|---|---:|---:|---|---:|---:|---|---:|---|---:|---:|"]
     for r in rows:
-        out.append("| %s | %.2fM | %dx%d | %s | %.1f | %.2f | %.3f (%.3f + %.3f + %.3f + %.3f) | %.3f | %.2f | %s | "
-                   "%.2f | %.0f | %s |"
+        cf = "%.2f / %s" % (r["predicted_comm_share"], "%.2f" % r["measured_comm_fraction"]
+                            if r["measured_comm_fraction"] is not None else "-")
+        out.append("| %s | %.2fM | %dx%d | %s | %.1f | %.2f | %.3f (%.3f + %.3f + %.3f + %.3f + %.3f) | %.3f | %.2f | "
+                   "%s | %.2f | %s | %.0f | %s |"
                    % (r["name"], r["params"] / 1e6, r["tp"], r["dp"], r["curvature"], r["load1"], r["cpu_share"],
-                      r["predicted_s"], r["matmul_s"], r["elementwise_s"], r["vector_s"], r["comm_s"], r["measured_s"],
-                      r["ratio"], "yes" if r["within_25pct"] else "**no**", r["uncorrected_ratio"],
+                      r["predicted_s"], r["matmul_s"], r["elementwise_s"], r["vector_s"], r["ops_s"], r["comm_s"],
+                      r["measured_s"], r["ratio"], "yes" if r["within_25pct"] else "**no**", r["no_ops_ratio"], cf,
                       r["predicted_mem_mib"], "%.0f" % r["maxrss_mib"] if r["maxrss_mib"] else "-"))
     ok = sum(r["within_25pct"] for r in rows)
     out.append("")
-    out.append("Core matmul rates (GFLOP/s) by width: %s. %d of %d rows within 25%%; "
-               "geometric mean ratio %.2f (uncorrected %.2f)." % (
-                   ", ".join(sorted({"d %d: %.1f" % (r["d_model"], r["core_gflops"]) for r in rows})), ok, len(rows), math.exp(statistics.mean(math.log(r["ratio"]) for r in rows)),
-                   math.exp(statistics.mean(math.log(r["uncorrected_ratio"]) for r in rows))))
+    out.append("%d of %d rows within 25%%; geometric mean ratio %.2f (without the ops term %.2f)." % (
+        ok, len(rows), math.exp(statistics.mean(math.log(r["ratio"]) for r in rows)),
+        math.exp(statistics.mean(math.log(r["no_ops_ratio"]) for r in rows))))
     return "\n".join(out)
 
 
@@ -428,7 +506,7 @@ def best_layout(m, n_gpus, args, mach, need=None):
 
 
 def project(args):
-    mach = h100(args.dtype)
+    mach = h100(args.dtype, args.t_op_us * 1e-6)
     gpus = [int(x) for x in args.gpus.split(",")]
     table = []
     for key in args.models.split(","):
@@ -471,25 +549,27 @@ def largest_by_layers(n, args, mach):
 
 def project_md(table, largest, args):
     out = ["Per CG iteration on H100 SXM 80 GB (assumptions in docs/scaling.md): %s weights and activations, %s "
-           "solver vectors, %s, %s, retain sample %d rows x context, forget set %d rows; fits = under %.0f%% of 80 GB."
+           "solver vectors, %s, %s, retain sample %d rows x context, forget set %d rows; %.0f µs per op (eager "
+           "launches); fits = under %.0f%% of 80 GB."
            % (args.dtype, args.solver_dtype or args.dtype, "G·v (GGN)" if args.curvature == "ggn" else "H·v (Hessian)",
               "vectors unsharded (today's code)" if args.unsharded else "vectors sharded over DP (design 3.4)",
-              args.retain_rows, args.forget_rows, 100 * args.memory_fraction), "",
+              args.retain_rows, args.forget_rows, args.t_op_us, 100 * args.memory_fraction), "",
            "| model | params | GPUs | best TP x DP | graphs | rows / micro-batch | s / CG iteration | matmul | "
-           "elementwise + vector | TP comm | DP comm + scalars | GB / GPU (weights, vectors + workspace, graphs) |",
-           "|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---|"]
+           "elementwise + vector | ops (launch) | TP comm | DP comm + scalars | GB / GPU (weights, vectors + workspace, "
+           "graphs) |",
+           "|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in table:
         if not r["fits"]:
             n = r["least"]
-            out.append("| %s | %.1fB | %d | does not fit: least %.0f GB at %dx%d %s, %d row(s) | | | | | | | %.1f (%.1f, %.1f, "
+            out.append("| %s | %.1fB | %d | does not fit: least %.0f GB at %dx%d %s, %d row(s) | | | | | | | | %.1f (%.1f, %.1f, "
                        "%.1f) |" % (r["model"], r["params"] / 1e9, r["gpus"], n["total_bytes"] / GB, n["tp"], n["dp"],
                                     n["mode"], n["rows_per_batch"], n["total_bytes"] / GB, n["weights_bytes"] / GB,
                                     (n["vectors_bytes"] + n["workspace_bytes"]) / GB,
                                     (n["graph_bytes"] + n["graph_gradient_bytes"]) / GB))
             continue
-        out.append("| %s | %.1fB | %d | %dx%d | %s | %d | %.3g | %.3g | %.3g | %.3g | %.3g | %.1f (%.1f, %.1f, %.1f) |"
+        out.append("| %s | %.1fB | %d | %dx%d | %s | %d | %.3g | %.3g | %.3g | %.3g | %.3g | %.3g | %.1f (%.1f, %.1f, %.1f) |"
                    % (r["model"], r["params"] / 1e9, r["gpus"], r["tp"], r["dp"], r["mode"], r["rows_per_batch"],
-                      r["total_s"], r["matmul_s"], r["elementwise_s"] + r["vector_s"], r["tp_comm_s"],
+                      r["total_s"], r["matmul_s"], r["elementwise_s"] + r["vector_s"], r["ops_s"], r["tp_comm_s"],
                       r["dp_comm_s"] + r["scalar_comm_s"], r["total_bytes"] / GB, r["weights_bytes"] / GB,
                       (r["vectors_bytes"] + r["workspace_bytes"]) / GB, (r["graph_bytes"] + r["graph_gradient_bytes"]) / GB))
     out += ["", "Largest model per GPU count:", "",
@@ -541,6 +621,7 @@ def main():
     pr.add_argument("--inter-us", type=float, default=30)
     pr.add_argument("--gpus-per-node", type=int, default=8)
     pr.add_argument("--memory-gb", type=float, default=80)
+    pr.add_argument("--t-op-us", type=float, default=None, help="µs per ATen op (h100: 5, custom: 0)")
 
     va = sub.add_parser("validate", help="compare with the measured runs")
     va.add_argument("--csv", default=os.path.join(ROOT, "docs/scaling/validation.csv"))
@@ -560,6 +641,7 @@ def main():
     pj.add_argument("--scan-seq", type=int, default=2048)
     pj.add_argument("--max-tp", type=int, default=8, help="largest TP (above 8 TP groups span nodes)")
     pj.add_argument("--context", type=int, default=0, help="rows of this many tokens instead of each model's context")
+    pj.add_argument("--t-op-us", type=float, default=H100_T_OP * 1e6, help="µs per op (kernel launch); 0 = none")
     a = ap.parse_args()
 
     if a.cmd == "predict":
@@ -568,10 +650,11 @@ def main():
         if not m.valid_tp(a.tp):
             sys.exit("cost-model: --tp %d cannot split %s (config.cpp's rules)" % (a.tp, m.name))
         if a.machine == "h100":
-            mach = h100(a.dtype)
+            mach = h100(a.dtype, H100_T_OP if a.t_op_us is None else a.t_op_us * 1e-6)
         else:
             mach = Machine("custom", a.matmul_gflops * 1e9, a.mem_gbps * 1e9, Link(a.intra_us * 1e-6, a.intra_gbps * 1e9),
-                           Link(a.inter_us * 1e-6, a.inter_gbps * 1e9), a.gpus_per_node, a.memory_gb * 1e9)
+                           Link(a.inter_us * 1e-6, a.inter_gbps * 1e9), a.gpus_per_node, a.memory_gb * 1e9,
+                           t_op=(a.t_op_us or 0.0) * 1e-6)
         rows = -(-a.retain_tokens // m.seq)
         w = Workload.rows(rows, m.seq, a.rows_per_batch, a.dp, -(-a.forget_tokens // m.seq))
         t = cg_iteration(m, a.tp, a.dp, w, mach, a.dtype, a.solver_dtype, a.curvature, a.graph_mode, a.sharded,

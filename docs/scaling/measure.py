@@ -39,7 +39,7 @@ FORGET_ID = 1
 # (model, curvature, tp, dp, CG iterations)
 RUNS = [
     ("S", "ggn", 1, 1, 6), ("S", "ggn", 2, 1, 6), ("S", "ggn", 1, 2, 6), ("S", "ggn", 2, 2, 6),
-    ("M", "ggn", 1, 1, 5), ("M", "ggn", 2, 1, 5), ("M", "ggn", 1, 2, 5),
+    ("M", "ggn", 1, 1, 5), ("M", "ggn", 2, 1, 5), ("M", "ggn", 1, 2, 5), ("M", "ggn", 2, 2, 5),
     ("S", "hessian", 1, 1, 5), ("S", "hessian", 2, 1, 5), ("S", "hessian", 1, 2, 5),
     ("XS", "ggn", 1, 1, 6), ("XS", "ggn", 2, 1, 6), ("XS", "ggn", 1, 2, 6),
 ]
@@ -128,6 +128,42 @@ def memory_bandwidth():
     return 3 * a.nbytes / statistics.median(t)
 
 
+# The per-operation microbenchmark (not a validation row): d 16 models whose FLOPs and bytes are small, at several
+# layer counts, one rank; tools/cost-model.py fits the time the FLOP and byte terms leave over as t_op x kernels.
+OVERHEAD_LAYERS = (1, 2, 4, 8)
+TINY = dict(d_model=16, n_heads=2, d_ff=64)
+
+
+def torch_rates():
+    """One thread of the same ATen the binary links (Debian's libtorch 1.13) at a micro-batch's shapes (8 x 64 tokens):
+    linear [512, d] x [d, 4d]; attention [8, h, 64, hd] x [8, h, hd, 64] and back; elementwise torch.add of two
+    float32 vectors out of place (an autograd op allocates its output), the slope between 128 Ki and 512 Ki elements
+    (the model's tensor sizes; the slope drops the per-call cost)."""
+    import torch
+    torch.set_num_threads(1)
+
+    def med(f, reps):
+        f()
+        t = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            f()
+            t.append(time.perf_counter() - t0)
+        return statistics.median(t)
+    out = {}
+    for d in (16, 64, 128, 256):
+        a, w = torch.randn(512, d), torch.randn(d, 4 * d)
+        out["linear_gflops_d%d" % d] = 2 * 512 * d * 4 * d / med(lambda: torch.matmul(a, w), 200) / 1e9
+    for hd, h in ((8, 2), (16, 4), (32, 4)):
+        q, k, pr = torch.randn(8, h, 64, hd), torch.randn(8, h, hd, 64), torch.randn(8, h, 64, 64)
+        t = med(lambda: torch.matmul(q, k), 200) + med(lambda: torch.matmul(pr, q), 200)
+        out["attn_gflops_hd%d" % hd] = 2 * 2 * 8 * h * 64 * 64 * hd / t / 1e9
+    small, big = [(torch.randn(n), torch.randn(n)) for n in (1 << 17, 1 << 19)]
+    ts, tb = med(lambda: torch.add(*small), 300), med(lambda: torch.add(*big), 300)
+    out["ew_bytes_per_s"] = 12 * ((1 << 19) - (1 << 17)) / (tb - ts)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bin", default=os.path.join(ROOT, "build/src/app/unlearn"))
@@ -168,6 +204,63 @@ def main():
         put("mem_bw_bytes_per_s_1thread", bw, "numpy c = a + b on 64 MiB float32 arrays (load %.2f)" % l0)
         put("cores", os.cpu_count(), "os.cpu_count()")
         print("memory bandwidth %.2f GB/s" % (bw / 1e9), flush=True)
+
+    if (not only or "rates" in only) and not a.from_log:
+        wait_quiet(a.wait_load, a.max_wait)
+        l0 = load()
+        for k, v in torch_rates().items():
+            put(k, v, "docs/scaling/measure.py torch_rates(): python3-torch %s, 1 thread (load %.2f)"
+                % ("ATen" if "ew" not in k else "torch.add slope 128Ki-512Ki float32", l0))
+            print("%s %.4g" % (k, v), flush=True)
+
+    if (not only or "overhead" in only) and not a.from_log:
+        rows = []
+        for L in OVERHEAD_LAYERS:
+            for curv in ("ggn", "hessian"):
+                name = "T16L%d-%s" % (L, curv)
+                ckpt = os.path.join(a.work, "T16L%d.h5" % L)
+                if not os.path.exists(ckpt):
+                    run([a.bin, "init", "--d-model", "16", "--n-layers", str(L), "--n-heads", "2", "--d-ff", "64",
+                         "--max-positions", str(SEQ), "--dtype", "float32", "--output", ckpt],
+                        os.path.join(a.work, name + ".init.log"))
+                outp = os.path.join(a.work, name + ".h5")
+                for suffix in ("", ".report.json"):
+                    if os.path.exists(outp + suffix):
+                        os.remove(outp + suffix)
+                l0 = load()
+                run(mpi(1) + [a.bin, "forget", "--threads", "1", "--checkpoint", ckpt, "--dataset", ds, "--forget-ids",
+                              str(FORGET_ID), "--retain-sample", "1000", "--method", "newton-cg", "--curvature", curv,
+                              "--damping", "100" if curv == "hessian" else "0.1", "--cg-max-iters", "6", "--cg-rtol",
+                              "1e-12", "--memory-limit", "0", "--output", outp], os.path.join(a.work, name + ".log"))
+                secs = [h["seconds"] for h in json.load(open(outp + ".report.json"))["request_reports"][0]["cg"]["history"]]
+                diffs = [b - c for b, c in zip(secs[1:], secs[:-1])]
+                if len(diffs) < 3:
+                    print("%s: CG stopped early: skipped" % name, flush=True)
+                    continue
+                work, pool, ftok = dp_workloads(ds, 1, SEQ)
+                rows.append(dict(name=name, family="gpt2", d_model=16, n_layers=L, n_heads=2, n_kv_heads=2, d_ff=64,
+                                 vocab=VOCAB, seq=SEQ, dtype="float32", curvature=curv, graph_mode="reuse", tp=1, dp=1,
+                                 tokens_per_dp=work[0][0], attn_per_dp=work[0][1], targets_per_dp=work[0][2],
+                                 microbatches_per_dp=work[0][3], cg_iterations=len(secs),
+                                 measured_s=round(statistics.median(diffs), 5), load1_before=l0, load1_after=load()))
+                print("%-16s %8.4f s/iter  load %.2f" % (name, rows[-1]["measured_s"], l0), flush=True)
+        if not rows:
+            sys.exit("overhead: no usable run")
+        with open(os.path.join(a.out_dir, "overhead.csv"), "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+        import importlib.util
+        spec = importlib.util.spec_from_file_location("cost_model", os.path.join(ROOT, "tools", "cost-model.py"))
+        cm = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(cm)
+        machine_now = {k: float(v["value"]) for k, v in machine.items()}
+        fit = cm.fit_t_op(rows, machine_now)
+        put("t_op_s", fit["t_op_s"], "per data-moving ATen op (docs/scaling/ops.json counts): slope of the time the "
+            "FLOP and byte terms leave over against counted ops, unlearn forget on d 16 models at L %s, GGN and H·v, "
+            "1 rank (docs/scaling/overhead.csv; intercept %.3f s)" % (",".join(map(str, OVERHEAD_LAYERS)),
+                                                                     fit["intercept_s"]))
+        print("t_op %.3g s (intercept %.3g s)" % (fit["t_op_s"], fit["intercept_s"]), flush=True)
 
     if (not only or "bench" in only) and not a.from_log:
         # The matmul rate of the models' own shapes ([B*T, d] x [d, 4d], one thread) from `unlearn bench model`:
@@ -251,6 +344,8 @@ def main():
         share = [(float(u) + float(s_)) / float(e) for u, s_, e in
                  re.findall(r"cpu_s ([\d.]+) ([\d.]+) wall_s ([\d.]+)", log)]
         est = rep["estimate"]
+        res = rep.get("resources") or {}
+        spread = lambda k, f: res.get(k, {}).get(f, "")
         row = dict(name=name, family="gpt2", d_model=m["d_model"], n_layers=m["n_layers"], n_heads=m["n_heads"],
                    n_kv_heads=m["n_heads"], d_ff=m["d_ff"], vocab=VOCAB, seq=SEQ, dtype="float32", curvature=curv,
                    graph_mode="reuse", tp=tp, dp=dp, threads_per_rank=1, rows_per_batch=ROWS_PER_BATCH,
@@ -262,7 +357,9 @@ def main():
                    estimate_matmul_gflops=round(est["matmul_gflops"], 2), estimate_product_s=round(est["product_s"], 5),
                    estimate_graph_bytes=est["graph_bytes"], estimate_total_bytes=est["total_bytes"],
                    maxrss_kb_per_rank=";".join(map(str, rss)),
-                   cpu_share_per_rank=";".join("%.3f" % x for x in share), load1_before=l0, load1_after=l1, wall_s=round(wall, 1),
+                   cpu_share_per_rank=";".join("%.3f" % x for x in share),
+                   comm_fraction_mean=spread("comm_fraction", "mean"), comm_fraction_max=spread("comm_fraction", "max"),
+                   comm_seconds_max=spread("comm_seconds", "max"), peak_rss_bytes_max=spread("peak_rss_bytes", "max"), load1_before=l0, load1_after=l1, wall_s=round(wall, 1),
                    utc=datetime.datetime.utcfromtimestamp(os.path.getmtime(outp + ".report.json")).strftime("%Y-%m-%d %H:%M"), git=git)
         old[name] = row
         fields = list(row)

@@ -64,6 +64,33 @@ t = cm.cg_iteration(m5, 1, 1, w1, mach, curvature="hessian")
 check(abs(t["total_s"] - 6 * bench / 1e10) < 1e-9, "H·v iteration = 6 F / rate")
 t = cm.cg_iteration(m5, 1, 1, w1, mach, curvature="ggn")
 check(abs(t["total_s"] - 4 * bench / 1e10) < 1e-9, "G·v iteration = 4 F / rate")
+# The per-operation term alone (infinite rates, t_op 1 µs): one micro-batch of the 6-layer GPT-2, counted kernels per
+# layer and micro-batch (docs/scaling/ops.json) plus CG's 24 per parameter tensor (6 x 16 + 4 tensors).
+mach_op = cm.Machine("ops", float("inf"), float("inf"), cm.Link(0, float("inf")), cm.Link(0, float("inf")), 8, 0,
+                     t_op=1e-6)
+t = cm.cg_iteration(m5, 1, 1, w1, mach_op, curvature="ggn")
+check(abs(t["total_s"] - (6 * 404 + 140 + 100 * 24) * 1e-6) < 1e-12, "ops term, G·v: (6 x 404 + 140 + 2400) µs")
+t = cm.cg_iteration(m5, 1, 1, cm.Workload(2 * B * T, 2 * B * T * T, 2 * B * T, 2, B * T, B * T * T, B * T),
+                    mach_op, curvature="hessian")
+check(abs(t["total_s"] - (2 * (6 * 441 + 163) + 100 * 24) * 1e-6) < 1e-12, "ops term, H·v, 2 micro-batches")
+# Elementwise bytes by the counted coefficients: G·v, TP 1, float32: L (a N d + b h A) + c n V.
+t = cm.cg_iteration(m5, 1, 1, w1, cm.Machine("bw", float("inf"), 1e9, cm.Link(0, float("inf")),
+                                             cm.Link(0, float("inf")), 8, 0), curvature="ggn")
+o = cm.OPS["ggn"]
+hand_b = 6 * (o["a"] * B * T * d + o["b"] * 8 * B * T * T) + o["c"] * B * T * V
+check(abs(t["elementwise_bytes"] - hand_b) < 1e-6 * hand_b, "elementwise bytes of the counted coefficients")
+# fit_t_op recovers a known t_op from synthetic microbenchmark rows made by the model itself (no timing).
+mc = {"linear_gflops_d16": 5.0, "attn_gflops_hd8": 2.0, "ew_bytes_per_s": 5e9, "mem_bw_bytes_per_s_1thread": 1e10}
+synth = []
+for L in (1, 2, 4, 8):
+    r = dict(name="T16L%d" % L, family="gpt2", d_model=16, n_layers=L, n_heads=2, n_kv_heads=2, d_ff=64, vocab=256,
+             seq=64, dtype="float32", curvature="ggn", graph_mode="reuse", tp=1, dp=1, tokens_per_dp="5952",
+             attn_per_dp="380928", targets_per_dp="4788", microbatches_per_dp="12")
+    link0 = cm.Link(0, float("inf"))
+    r["measured_s"] = cm.predict_row(r, cm.local_machine(mc, link0, cm.row_model(r), t_op=7e-6))["total_s"] + 0.01
+    synth.append(r)
+fit = cm.fit_t_op(synth, mc)
+check(abs(fit["t_op_s"] - 7e-6) < 1e-12 and abs(fit["intercept_s"] - 0.01) < 1e-9, "fit_t_op recovers t_op, intercept")
 # All-reduce by nccl-tests' bus bandwidth: t = alpha + bytes 2 (n-1) / n / busbw.
 check(abs(cm.Link(1e-5, 1e9).all_reduce(1e6, 4) - (1e-5 + 1e6 * 1.5 / 1e9)) < 1e-15, "alpha-beta all-reduce")
 
