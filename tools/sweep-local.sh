@@ -4,7 +4,8 @@
 # submitted with slurm/submit-sweep.sh one row at a time (UNLEARN_SWEEP_SERIAL=1: timings on shared cores), then
 # tools/sweep-report.py writes the CSV and the plots to docs/scaling/ (or $UNLEARN_SWEEP_OUT).
 # Usage: tools/sweep-local.sh [--cg-max-iters N]   (needs a built tree: build/src/app/unlearn, or UNLEARN_BIN).
-# Timings only mean what this machine allows: 2 cores, so rows of 4 ranks run 2 ranks per core.
+# Timings only mean what this machine allows: 2 cores, so rows of 4 ranks run 2 ranks per core, and every row's
+# collectives go over TCP on loopback.
 set -u
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export UNLEARN_BIN=${UNLEARN_BIN:-$repo/build/src/app/unlearn}
@@ -37,9 +38,12 @@ done
     echo "d$d-tp2-dp2-2n 2  2  2  $tmp/d$d.h5"
   done
 } >"$tmp/table.txt"
+# Both "nodes" are this host: Open MPI's shared-memory transport crashes between two slurmd (docs/slurm.md), so
+# every row, one node or two, talks TCP over loopback: the same transport, comparable communication times.
+export OMPI_MCA_btl=self,tcp OMPI_MCA_btl_tcp_if_include=lo OMPI_MCA_oob_tcp_if_include=lo
 t=$(slurm_now)
 ids=$(cd "$tmp" && UNLEARN_SWEEP_DIR=$tmp/sweep UNLEARN_SWEEP_SERIAL=1 \
-      UNLEARN_SBATCH_ARGS="-t 20 -o $tmp/sweep-%A_%a.out" "$repo/slurm/submit-sweep.sh" "$tmp/table.txt" \
+      UNLEARN_SBATCH_ARGS="-t 10 -o $tmp/sweep-%A_%a.out" "$repo/slurm/submit-sweep.sh" "$tmp/table.txt" \
       --dataset "$tmp/ds.h5" --forget-canaries --retain-sample 32 --method newton-cg --curvature ggn \
       --damping 0.01 --cg-max-iters "$iters" --threads 1) || { slurm_dump; exit 1; }
 rows=$(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$tmp/table.txt" | wc -l)

@@ -3,7 +3,8 @@
 # row) into SWEEP_DIR/sweep.csv and SWEEP_DIR/scaling.png: strong scaling (time per CG iteration against ranks, per
 # model, with the ideal line), weak scaling (the same per parameters held per rank), the communication fraction of
 # the solve (mean over ranks of the time inside collectives), and memory per rank (measured peak resident set of the
-# largest rank, with the dry-run estimate dashed). Usage: /usr/bin/python3 tools/sweep-report.py SWEEP_DIR [--out DIR]  (Debian's python3: matplotlib).
+# largest rank, with the dry-run estimate dashed). Usage: /usr/bin/python3 tools/sweep-report.py SWEEP_DIR [--out DIR]  (Debian's python3: matplotlib); a
+# SWEEP_DIR holding only a sweep.csv (docs/scaling) is plotted again from it.
 import argparse
 import csv
 import glob
@@ -55,45 +56,80 @@ def row_of(report_path):
     }
 
 
+def read_csv(path):
+    def value(v):
+        for kind in (int, float):
+            try:
+                return kind(v)
+            except ValueError:
+                pass
+        return v
+    with open(path, newline="") as f:
+        return [{k: value(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def layout(r):
+    """Marker and label of a row's layout: TP only, DP on one node, DP across nodes, TP x DP."""
+    multi = r["nodes"] not in ("", 1)
+    if r["world_size"] == 1:
+        return "o", "1 rank"
+    if r["dp"] == 1:
+        return "^", "TP only"
+    if r["tp"] == 1:
+        return ("s", "DP across nodes") if multi else ("v", "DP in a node")
+    return "D", "TP x DP" + (" across nodes" if multi else "")
+
+
 def plot(rows, path):
-    fig, ax = plt.subplots(1, 4, figsize=(19, 4.2))
+    fig, ax = plt.subplots(1, 4, figsize=(20, 4.6))
     timed = [r for r in rows if r["cg_iteration_s"]]
-    for model in sorted({r["model"] for r in timed}):
-        pts = sorted((r["world_size"], r["cg_iteration_s"]) for r in timed if r["model"] == model)
-        ax[0].plot(*zip(*pts), "o-", label=model)
-        w0, t0 = pts[0]
-        ax[0].plot([w for w, _ in pts], [t0 * w0 / w for w, _ in pts], ":", color="gray")
-    ax[0].set(title="strong scaling (dotted: ideal)", xlabel="ranks (TP x DP)", ylabel="s per CG iteration")
-    # Weak scaling in TP: at one DP, rows holding about the same parameters per rank (within 10 %; a bigger model on
-    # more TP ranks) form one series. DP replicates the parameters, so DP rows never join another DP's series.
-    series = []
-    for r in sorted(timed, key=lambda r: (r["dp"], r["params_per_rank"])):
-        last = series[-1][0] if series else None
-        if last and last["dp"] == r["dp"] and r["params_per_rank"] <= 1.1 * last["params_per_rank"]:
-            series[-1].append(r)
-        else:
-            series.append([r])
-    for s in series:
-        pts = sorted((r["world_size"], r["cg_iteration_s"]) for r in s)
-        ax[1].plot(*zip(*pts), "o-", label="%d params/rank, DP %d" % (s[0]["params_per_rank"], s[0]["dp"]))
-    ax[1].set(title="weak scaling in TP", xlabel="ranks (TP x DP)", ylabel="s per CG iteration")
-    measured = [r for r in rows if r["comm_fraction"] != ""]
-    for model in sorted({r["model"] for r in measured}):
-        pts = sorted((r["world_size"], 100 * r["comm_fraction"]) for r in measured if r["model"] == model)
-        ax[2].plot(*zip(*pts), "o-", label=model)
-    ax[2].set(title="time inside collectives (mean over ranks)", xlabel="ranks (TP x DP)", ylabel="% of the solve")
-    for i, model in enumerate(sorted({r["model"] for r in rows})):
-        color = "C%d" % i
-        pts = sorted((r["world_size"], r["memory_per_rank_estimate_bytes"] / 2**20)
-                     for r in rows if r["model"] == model)
-        ax[3].plot(*zip(*pts), "--", color=color, alpha=0.6)
-        pts = sorted((r["world_size"], r["peak_rss_bytes_max"] / 2**20) for r in measured if r["model"] == model)
-        if pts:
-            ax[3].plot(*zip(*pts), "o-", color=color, label=model)
-    ax[3].set(title="memory per rank (peak RSS; dashed: estimate)", xlabel="ranks (TP x DP)", ylabel="MiB")
+    models = sorted({r["model"] for r in rows})
+    color = {m: "C%d" % i for i, m in enumerate(models)}
+    seen = set()
+    for r in timed:
+        marker, label = layout(r)
+        ax[0].plot(r["world_size"], r["cg_iteration_s"], marker, color=color[r["model"]], ms=7,
+                   label=None if (r["model"], label) in seen else "%s, %s" % (r["model"], label))
+        seen.add((r["model"], label))
+    for m in models:
+        # The best layout at each rank count, and the ideal from the one-rank time.
+        best = {}
+        for r in timed:
+            if r["model"] == m:
+                best[r["world_size"]] = min(best.get(r["world_size"], float("inf")), r["cg_iteration_s"])
+        pts = sorted(best.items())
+        ax[0].plot(*zip(*pts), "-", color=color[m], alpha=0.5)
+        if pts and pts[0][0] == 1:
+            ax[0].plot([w for w, _ in pts], [pts[0][1] / w for w, _ in pts], ":", color="gray")
+    ax[0].set(title="strong scaling (line: best layout; dotted: ideal)", xlabel="ranks (TP x DP)",
+              ylabel="s per CG iteration")
+    ax[0].set_xticks(sorted({r["world_size"] for r in rows}))
+    # Weak-scaling view: time against the parameters each rank holds, whatever the layout.
+    for r in timed:
+        marker, _ = layout(r)
+        ax[1].plot(r["params_per_rank"] / 1e6, r["cg_iteration_s"], marker, color=color[r["model"]], ms=7)
+        ax[1].annotate("%dx%d" % (r["tp"], r["dp"]), (r["params_per_rank"] / 1e6, r["cg_iteration_s"]), fontsize=7,
+                       xytext=(4, 2), textcoords="offset points")
+    ax[1].set(title="time vs parameters per rank (labels TP x DP)", xlabel="parameters per rank (millions)",
+              ylabel="s per CG iteration")
+    names = [r["name"] for r in rows]
+    y = range(len(rows))
+    comm = [100 * r["comm_fraction"] if r["comm_fraction"] != "" else 0 for r in rows]
+    ax[2].barh(y, comm, color=[color[r["model"]] for r in rows])
+    ax[2].set(title="time inside collectives (mean over ranks)", xlabel="% of the requests' time")
+    ax[2].set_yticks(list(y), names, fontsize=7)
+    ax[2].invert_yaxis()
+    rss = [r["peak_rss_bytes_max"] / 2**20 if r["peak_rss_bytes_max"] != "" else 0 for r in rows]
+    est = [r["memory_per_rank_estimate_bytes"] / 2**20 for r in rows]
+    ax[3].barh(y, rss, color=[color[r["model"]] for r in rows], label="measured peak RSS (largest rank)")
+    ax[3].plot(est, list(y), "k|", ms=14, mew=2, label="dry-run estimate")
+    ax[3].set(title="memory per rank", xlabel="MiB")
+    ax[3].set_yticks(list(y), names, fontsize=7)
+    ax[3].invert_yaxis()
     for a in ax:
-        a.legend(fontsize=7)
         a.grid(alpha=0.3)
+    ax[0].legend(fontsize=7)
+    ax[3].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
@@ -105,9 +141,12 @@ def main():
     a = ap.parse_args()
     out = a.out or a.sweep_dir
     reports = sorted(glob.glob(os.path.join(a.sweep_dir, "*", "forget.h5.report.json")))
-    if not reports:
-        raise SystemExit("sweep-report: no */forget.h5.report.json under " + a.sweep_dir)
-    rows = sorted((row_of(p) for p in reports), key=lambda r: (r["model"], r["world_size"], r["tp"]))
+    if reports:
+        rows = sorted((row_of(p) for p in reports), key=lambda r: (r["model"], r["world_size"], r["tp"]))
+    elif os.path.exists(os.path.join(a.sweep_dir, "sweep.csv")):
+        rows = read_csv(os.path.join(a.sweep_dir, "sweep.csv"))  # a kept sweep (docs/scaling): plot it again
+    else:
+        raise SystemExit("sweep-report: no */forget.h5.report.json or sweep.csv under " + a.sweep_dir)
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "sweep.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=FIELDS)
