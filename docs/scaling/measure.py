@@ -131,7 +131,6 @@ def memory_bandwidth():
 # The per-operation microbenchmark (not a validation row): d 16 models whose FLOPs and bytes are small, at several
 # layer counts, one rank; tools/cost-model.py fits the time the FLOP and byte terms leave over as t_op x kernels.
 OVERHEAD_LAYERS = (1, 2, 4, 8)
-TINY = dict(d_model=16, n_heads=2, d_ff=64)
 
 
 def torch_rates():
