@@ -275,7 +275,18 @@ int unlearn_main(int argc, char** argv) {
       const int threads = resolve_threads(common->threads, grid.node_local_size());
       at::set_num_threads(threads);
 
-      MetricsWriter metrics = rank == 0 ? MetricsWriter(common->metrics_file) : MetricsWriter();
+      // Rank 0 opens the metrics file; every rank learns whether it could, so a bad path is one agreed error.
+      MetricsWriter metrics;
+      std::string metrics_error;
+      if (rank == 0) {
+        try {
+          metrics = MetricsWriter(common->metrics_file);
+        } catch (const Error& e) {
+          metrics_error = e.what();
+        }
+      }
+      if (!grid.world().all_agree(metrics_error.empty()))
+        UNLEARN_THROW(AgreedError, (rank == 0 ? metrics_error : std::string("rank 0 cannot open the metrics file")));
       std::string config_json, config_table;
       describe_options(*vm, config_json, config_table);
       for (const auto& line : version_lines()) log_info0(line);

@@ -24,6 +24,9 @@ check "tp does not divide" 1 "--tp 3 does not divide the world size 2" -- $mpi "
 [ "$(count_errors)" -eq 1 ] || { echo "FAIL: expected one error line from 2 ranks"; cat "$tmp/out"; fail=1; }
 check "unknown option" 1 "unrecognised option|unrecognized option" -- $mpi "$bin" info --bogus
 check "missing config" 1 "cannot open config file '/nonexistent.ini'" -- $mpi "$bin" info --config /nonexistent.ini
+check "unwritable metrics file" 1 "cannot open metrics file '/nonexistent/m.jsonl'" -- $mpi "$bin" info \
+  --metrics /nonexistent/m.jsonl
+expect_one_error
 check "bad size" 1 "--max-bytes: unknown size suffix" -- $mpi "$bin" bench comm --max-bytes 4X
 check "bad log level" 1 "unknown log level 'loud'" -- "$bin" info --log-level loud
 
