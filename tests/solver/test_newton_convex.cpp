@@ -244,24 +244,32 @@ TEST(NewtonConvex, SoftmaxOneStepErrorIsQuadraticInTheStep) {
     const double bound = eps + guo_bound(retain.X, V, g * R / 2);
     std::printf("softmax n_f %2ld: s %.3e  e %.3e (bound %.3e)  e/s^2 %.3f  residual %.3e (bound %.3e)  eps %.1e\n",
                 static_cast<long>(nf), s[j], e[j], e_bound, e[j] / (s[j] * s[j]), residual, bound, eps);
-    // A theorem for the exact Newton step; a wrong step (first-order error ~ s) would exceed this O(s²) bound.
+    // A theorem for the exact Newton step, but loose here (by ~1000: g, R ‖D‖ for max_i ‖u_i‖, 1/λ_min(H_r)); it
+    // fails only for a grossly wrong step. The sharp checks are the constant e/s² (measured 0.27 for both sizes, 0.21-0.30
+    // over 8 data seeds; a step with a first-order error c s, e.g. η = 1/2 with c = 1/2, gives c/s ≥ 3 here, and
+    // η = 0.9 gives 3.3 at n_f = 2) and the exponent below.
     EXPECT_LE(e[j], e_bound);
-    EXPECT_LT(e[j], 0.1 * s[j]);  // the step removes at least 90 % of the distance to retraining (measured ~0.3 s)
-    EXPECT_GT(residual, 10 * eps);  // the measured residual is the second-order term, not round-off
-    EXPECT_LE(residual, bound);
+    EXPECT_LT(e[j] / (s[j] * s[j]), 1.0);
+    EXPECT_LT(e[j], 0.1 * s[j]);  // the step removes at least 90 % of the distance to retraining (measured ≤ 0.04 s)
+    // The residual is the second-order term, not round-off (a wrong η makes ε first order: η = 0.99 fails this).
+    EXPECT_GT(residual, 10 * eps);
+    EXPECT_LE(residual, bound);  // Guo's bound with the derived multiclass γ = g R / 2 (measured ~1/130 of it)
   }
   const double exponent = std::log(e[1] / e[0]) / std::log(s[1] / s[0]);
   std::printf("softmax: s2/s1 %.2f  e2/e1 %.2f  exponent %.3f\n", s[1] / s[0], e[1] / e[0], exponent);
-  EXPECT_GT(s[1] / s[0], 3.0);  // steps far enough apart for the exponent to separate 2 from 1
+  // Measured 1.98 (1.81-2.08 over 8 data seeds; η = 0.9 gives 1.10, η = 1/2 gives 1.01). e/s² differs between the
+  // two forget sets (other directions) by a factor f ≤ 1.3 in those runs, which moves the exponent by log f / log
+  // (s2/s1) ≤ 0.3 when s2/s1 ≥ 2.5 (4.77 here): hence the window [1.6, 2.5].
+  EXPECT_GT(s[1] / s[0], 2.5);
   EXPECT_GT(exponent, 1.6);
   EXPECT_LT(exponent, 2.5);
 }
 
 TEST(NewtonConvex, LogisticResidualWithinGuoDataDependentBound) {
-  // Guo et al.'s setting: binary L2 logistic regression, rows scaled to ‖x_i‖ ≤ 1, γ = 1/4.
+  // Guo et al.'s setting: binary L2 logistic regression, rows scaled to ‖x_i‖ ≤ 1, γ = 1/4, one point removed.
   auto gen = at::make_generator<at::CPUGeneratorImpl>(31);
   const auto f64 = at::TensorOptions().dtype(at::kDouble);
-  const std::int64_t n = 400, p = 8, nf = 4, nr = n - nf;
+  const std::int64_t n = 400, p = 8, nf = 1, nr = n - nf;  // Guo et al. remove one point
   const double reg = 1e-3;
   at::Tensor X = at::randn({n, p}, gen, f64);
   X = X / max_row_norm(X);
@@ -282,10 +290,11 @@ TEST(NewtonConvex, LogisticResidualWithinGuoDataDependentBound) {
   const Measured newton = measure(1.0), half = measure(0.5);
   std::printf("logistic: residual %.3e  Guo bound %.3e (bound/residual %.1f)  eps %.1e  half-step residual %.3e\n",
               newton.residual, newton.bound, newton.bound / newton.residual, newton.eps, half.residual);
+  // Measured: residual 4.0e-8, bound 2.2e-6 (a factor 54; 46-104 over 8 data seeds, about 5 of it γ's slack), ε 4e-18.
   EXPECT_LE(newton.residual, newton.bound + newton.eps);
   EXPECT_GT(newton.residual, 10 * newton.eps);  // > 0 and not round-off: the second-order term is measured
   // A wrong step (η = 1/2) leaves a first-order residual ≈ ‖∇L_r(θ)‖/2: the same bound catches it, and it is far
-  // above the Newton step's.
+  // above the Newton step's (measured 4.3e-5: 19x the bound, 1000x the Newton residual; over 8 seeds ≥ 1.9x, ≥ 130x).
   EXPECT_GT(half.residual, newton.bound + newton.eps);
   EXPECT_GT(half.residual, 100 * newton.residual);
 }
