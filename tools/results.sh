@@ -55,6 +55,14 @@ for c in "${configs[@]}"; do
     "$bin" prepare-data --corpus "$corpus" --max-documents "$docs" --seed 7 --canaries 6 --canary-tuning 2 \
       --canary-repeats "$reps" --canary-references 1000 --output "$d/dataset.h5" >>"$log" 2>&1
   fi
+  # The forget set is every document holding a canary: when that is most of the training data, unlearning it is
+  # retraining on a remnant and the comparison says nothing (prepare-data warns above 20 %).
+  read -r held total < <(sed -n 's/^canary documents: \([0-9]*\) of \([0-9]*\) training.*/\1 \2/p' "$log" | tail -1)
+  if [ -z "${held:-}" ] || [ $((100 * held)) -gt $((20 * total)) ]; then
+    echo "results: $name: the canaries are in ${held:-?} of ${total:-?} training documents (more than 20 %):" \
+      "use more documents or fewer canaries / repeats for this configuration" >&2
+    exit 1
+  fi
   for variant in model retrain; do
     [ -f "$d/$variant.h5" ] && continue
     extra=()

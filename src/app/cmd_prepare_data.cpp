@@ -2,16 +2,22 @@
 // Rank 0 does the work with serial HDF5 calls; other ranks only learn whether it succeeded. Documents and secrets
 // are private: the log names counts, ids and hashes only.
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <set>
 #include <sstream>
 
 #include "unlearn/app/subcommands.h"
 #include "unlearn/data/corpus.h"
 #include "unlearn/data/dataset.h"
 #include "unlearn/util/error.h"
+#include "unlearn/util/log.h"
 
 namespace unlearn {
+
+/// Share of the training documents holding a canary above which prepare-data warns (a forget set, not the data).
+constexpr double kCanaryShareWarning = 0.2;
 namespace {
 
 std::string default_cache_dir() {
@@ -131,7 +137,7 @@ class PrepareDataCommand final : public Subcommand {
     plant_canaries(ds, *tokenizer, co);
     write_dataset(output_, ds);
 
-    std::int64_t per_split[3] = {0, 0, 0};
+    std::int64_t per_split[3] = {0, 0, 0}, canary_documents = 0;
     for (std::uint8_t s : ds.doc_splits) ++per_split[s];
     UNLEARN_LOG_INFO0("tokenizer " << ds.tokenizer_identity << ", vocabulary " << ds.vocab_size);
     UNLEARN_LOG_INFO0("documents: " << per_split[0] << " train, " << per_split[1] << " validation, " << per_split[2]
@@ -145,6 +151,18 @@ class PrepareDataCommand final : public Subcommand {
                                      << " insertions); " << roles[2] << " references, " << roles[3]
                                      << " held out; space " << ds.canaries.space.name << ":" << ds.canaries.space.length
                                      << " (2^" << ds.canaries.space.log2_size() << ")");
+      // The forget set of a canary experiment is every document holding a canary: when that is a large share of
+      // the training data, "unlearning" it is close to retraining on a remnant and the comparison means little.
+      std::set<std::int64_t> docs;
+      for (const auto& ins : ds.canaries.insertions) docs.insert(ins.document);
+      canary_documents = static_cast<std::int64_t>(docs.size());
+      const double share = per_split[0] > 0 ? static_cast<double>(canary_documents) / per_split[0] : 0.0;
+      UNLEARN_LOG_INFO0("canary documents: " << canary_documents << " of " << per_split[0] << " training documents ("
+                                             << std::lround(100 * share) << "%)");
+      if (share > kCanaryShareWarning)
+        log_warn("the canaries are in " + std::to_string(std::lround(100 * share)) +
+                 "% of the training documents: forgetting them removes most of what the model was trained on. For "
+                 "an unlearning experiment use more documents or fewer --canaries / --canary-repeats");
     }
     UNLEARN_LOG_INFO0("wrote " << output_);
     ctx.metrics.write(JsonObject()
@@ -159,6 +177,7 @@ class PrepareDataCommand final : public Subcommand {
                           .add("test_documents", per_split[2])
                           .add("canary_candidates", static_cast<std::int64_t>(ds.canaries.candidates.size()))
                           .add("canary_insertions", static_cast<std::int64_t>(ds.canaries.insertions.size()))
+                          .add("canary_documents", canary_documents)
                           .add("source_sha256", ds.source_sha256));
   }
 

@@ -22,6 +22,11 @@ args=(--corpus fortunes --corpus-dir "$tmp/fortunes" --split 0.8,0.1,0.1 --seed 
       --canary-repeats 5 --canary-references 200 --canary-space hex --canary-length 10)
 check "prepare-data bytes np2" 0 "wrote .*a.h5" -- $mpi "$bin" prepare-data "${args[@]}" --output "$tmp/a.h5"
 cp "$tmp/out" "$tmp/log"
+grep -Eq "canary documents: [0-9]+ of [0-9]+ training documents" "$tmp/log" && ! grep -q "warning" "$tmp/log" ||
+  { echo "FAIL: no canary-document share in the log, or a warning for a small share"; fail=1; }
+check "canaries in most training documents" 0 "warning: the canaries are in [0-9]+% of the training documents" -- \
+  "$bin" prepare-data --corpus fortunes --corpus-dir "$tmp/fortunes" --max-documents 40 --canaries 2 \
+  --canary-repeats 10 --canary-references 10 --output "$tmp/w.h5"
 check "prepare-data again" 0 "wrote" -- "$bin" prepare-data "${args[@]}" --output "$tmp/b.h5"
 cmp -s "$tmp/a.h5" "$tmp/b.h5" && echo "ok   same seed, byte-identical file" || { echo "FAIL: same seed, different files"; fail=1; }
 
