@@ -181,7 +181,7 @@ int run_model_benchmark(AppContext& ctx, const ModelBenchOptions& opt) {
                     p.name, static_cast<long long>(p.cfg.d_model), static_cast<long long>(p.cfg.n_layers),
                     static_cast<long long>(p.batch), static_cast<long long>(p.seq), n / 1e6, serial.grad, serial.hvp,
                     serial.gvp, serial.setup, serial.hvp / serial.grad, 3 * flops / serial.grad / 1e9,
-                    4 * flops / serial.hvp / 1e9, mm1, rss_serial);
+                    6 * flops / serial.hvp / 1e9, mm1, rss_serial);  // H·v with graph reuse: 6F (docs/scaling.md 1.1)
       table << row;
       if (parallel.hvp > 0) {
         const double speedup = serial.hvp / parallel.hvp;

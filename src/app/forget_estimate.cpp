@@ -71,11 +71,11 @@ ForgetEstimate estimate_forget(const ModelConfig& config, const ProcessGrid& gri
   if (shape.method != Method::kGradientAscent && !(fisher && shape.method != Method::kNewtonCg))
     e.graph_bytes = static_cast<std::int64_t>(per_token * tokens * static_cast<double>(b));
   e.total_bytes = e.weights_bytes + e.vectors_bytes + e.fisher_bytes + e.graph_bytes;
-  // Time: a forward is about 2 FLOPs per local parameter per token; a product costs about 4 forwards, the graph
-  // setup 3 (forward + first backward).
+  // Time: a forward is about 2 FLOPs per local parameter per token; with the graph reused an H·v costs 6 forwards
+  // of matrix products and a G·v 4 (docs/scaling.md 1.1), the graph setup 3 (forward + first backward).
   e.matmul_gflops = measure_matmul_gflops(config.dtype);
   const double forward_s = 2.0 * static_cast<double>(e.params_local) * tokens / (e.matmul_gflops * 1e9);
-  e.product_s = 4 * forward_s;
+  e.product_s = (shape.curvature == CurvatureKind::kHessian ? 6 : 4) * forward_s;
   e.setup_s = 3 * forward_s;
   const double products = fisher && shape.method != Method::kNewtonCg ? 0.0 : shape.cg_iterations;
   e.solve_s = e.setup_s * 2 + products * e.product_s;
