@@ -113,10 +113,10 @@ rb = json.load(open(tmp + "/pre.h5.report.json"))
 assert ra["resumed_from"] is None and rb["resumed_from"]["request"] == 1, (ra["resumed_from"], rb["resumed_from"])
 it = rb["resumed_from"]["iteration"]
 assert 0 < it < 12, it
-# Everything but timings (phases, CG seconds, the measured rate in the estimate), paths and the resume record.
+# Everything but timings (phases, resources, CG seconds, the measured rate in the estimate), paths and the resume record.
 def strip(r):
     r = dict(r)
-    for k in ("phases", "config", "output_checkpoint", "resumed_from", "estimate"):
+    for k in ("phases", "resources", "config", "output_checkpoint", "resumed_from", "estimate"):
         r.pop(k)
     for q in r["request_reports"]:
         q.pop("phases")

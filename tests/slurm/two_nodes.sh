@@ -59,7 +59,7 @@ for k in a:
     worst, same = max(worst, d), same + np.array_equal(a[k], b[k])
 
 # Reports: numbers within 1e-12 (relative), everything else identical; timings, paths and placement left out.
-skip = {"phases", "config", "output_checkpoint", "placement", "estimate", "output_digest", "seconds"}
+skip = {"phases", "resources", "config", "output_checkpoint", "placement", "estimate", "output_digest", "seconds"}
 stats = {"equal": 0, "close": 0}
 def compare(x, y, where):
     if isinstance(x, dict):
