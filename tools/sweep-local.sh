@@ -17,6 +17,8 @@ iters=8
 source "$repo/tests/common/check.sh"
 # shellcheck source=tests/slurm/cluster.sh
 source "$repo/tests/slurm/cluster.sh"
+# shellcheck source=slurm/lib.sh
+source "$repo/slurm/lib.sh"
 fortunes_workspace riddles literature
 slurm_cluster_start 2
 
@@ -46,7 +48,7 @@ ids=$(cd "$tmp" && UNLEARN_SWEEP_DIR=$tmp/sweep UNLEARN_SWEEP_SERIAL=1 \
       UNLEARN_SBATCH_ARGS="-t 10 -o $tmp/sweep-%A_%a.out" "$repo/slurm/submit-sweep.sh" "$tmp/table.txt" \
       --dataset "$tmp/ds.h5" --forget-canaries --retain-sample 32 --method newton-cg --curvature ggn \
       --damping 0.01 --cg-max-iters "$iters" --threads 1) || { slurm_dump; exit 1; }
-rows=$(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$tmp/table.txt" | wc -l)
+rows=$(unlearn_sweep_rows "$tmp/table.txt" | wc -l)
 for _ in $(seq 1800); do
   [ -z "$(squeue -h -r -o %i 2>/dev/null)" ] && break
   sleep 1

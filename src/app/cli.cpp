@@ -306,7 +306,6 @@ int unlearn_main(int argc, char** argv) {
   });
 }
 
-
 ResourceUsage measure_resource_usage(Communicator& world, const CommUsage& since, double wall_s) {
   const CommUsage now = comm_usage();  // before the reductions below, which are collectives too
   rusage ru{};

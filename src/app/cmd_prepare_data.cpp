@@ -15,10 +15,10 @@
 #include "unlearn/util/log.h"
 
 namespace unlearn {
+namespace {
 
 /// Share of the training documents holding a canary above which prepare-data warns (a forget set, not the data).
 constexpr double kCanaryShareWarning = 0.2;
-namespace {
 
 std::string default_cache_dir() {
   if (const char* c = std::getenv("UNLEARN_CORPORA"); c && *c) return c;
