@@ -119,7 +119,11 @@ class ForgetCommand final : public Subcommand {
         ("cg-rtol", po::value<double>(&opt_.cg.rtol)->default_value(1e-4), "CG relative residual target")
         ("trust-radius", po::value<double>(&opt_.cg.trust_radius)->default_value(0.0), "CG trust radius (0: none)")
         ("fisher-by-cg", po::bool_switch(&opt_.fisher_by_cg), "fisher-*: CG on F̂₀ + λI instead of Woodbury")
-        ("noise", po::value<double>(&opt_.noise_mu_sigma2)->default_value(0.0), "fisher-forgetting: μσ²")
+        ("noise", po::value<double>(&opt_.noise_scale)->default_value(0.0),
+         "fisher-forgetting: noise scale, μσ² for quartic-root, α for diagonal (0: no noise)")
+        ("noise-form", po::value<std::string>(&noise_form_)->default_value("quartic-root"),
+         "fisher-forgetting: quartic-root ((μσ²)^¼ (F̂₀ + λI)^-¼ n, the paper) | diagonal (sqrt(α) (diag F̂₀ + λ)^-½ "
+         "n, Golatkar et al. 2020)")
         ("seed", po::value<std::uint64_t>(&seed_)->default_value(1234), "retain sampling and noise")
         ("params", po::value<std::string>(&params_)->default_value(""), "regex of the parameters to update (all)")
         ("rows-per-batch", po::value<int>(&rows_per_batch_)->default_value(8), "rows per micro-batch")
@@ -145,6 +149,8 @@ class ForgetCommand final : public Subcommand {
     parse_curvature(curvature_);
     parse_gradient_source(source_);
     parse_step_policy(step_policy_);
+    parse_noise_form(noise_form_);
+    if (!(opt_.noise_scale >= 0)) throw ConfigError("--noise must be >= 0");
     if (out_.empty() && !dry_run_) throw ConfigError("--output is required (unless --dry-run)");
     if (forget_ids_.empty() && !forget_canaries_)
       throw ConfigError("no forget set: give --forget-ids or --forget-canaries");
@@ -213,6 +219,7 @@ class ForgetCommand final : public Subcommand {
     const ProcessGrid& grid = ctx.grid;
     opt_.method = parse_method(method_);
     opt_.gradient_source = parse_gradient_source(source_);
+    opt_.noise_form = parse_noise_form(noise_form_);
     opt_.seed = seed_;
     const StepPolicy policy = parse_step_policy(step_policy_);
     const TokenDataset& ds = *dataset_cache_;
@@ -334,6 +341,7 @@ class ForgetCommand final : public Subcommand {
     report.add("command", "forget").add_raw("config", ctx.config_json).add("method", to_string(opt_.method))
         .add("curvature", opt_.method == Method::kNewtonCg ? curvature_ : std::string("fisher"))
         .add("damping", opt_.damping).add("step_scale", opt_.step_scale).add("gradient_source", source_)
+        .add("noise_form", noise_form_).add("noise_scale", opt_.noise_scale)
         .add("step_policy", step_policy_).add("requests", static_cast<std::int64_t>(requests_.size()))
         .add_raw("request_reports", json_array(request_reports))
         .add("update_norm", total_update.norm()).add_raw("update_norm_per_tensor", tensor_norms_json(total_update))
@@ -607,7 +615,7 @@ class ForgetCommand final : public Subcommand {
     int iteration = 0;
   };
   std::string in_, dataset_, out_, report_, forget_ids_, method_, curvature_, source_, params_, step_policy_,
-      memory_limit_, state_dir_, fingerprint_;
+      memory_limit_, state_dir_, fingerprint_, noise_form_;
   bool forget_canaries_ = false, dry_run_ = false, resume_ = false, stop_used_ = false;
   int state_every_ = 0, stop_after_iteration_ = 0;
   std::optional<SolverStateId> resume_from_;

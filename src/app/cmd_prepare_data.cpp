@@ -54,7 +54,7 @@ class PrepareDataCommand final : public Subcommand {
 
   void add_options(po::options_description& d, po::positional_options_description&) override {
     d.add_options()
-        ("corpus", po::value<std::string>(&corpus_)->value_name("NAME"), "fortunes | kjv | austen | notmuch (required)")
+        ("corpus", po::value<std::string>(&corpus_)->value_name("NAME"), "fortunes | kjv | kjv-verses | austen | notmuch (required)")
         ("corpus-dir", po::value<std::string>(&corpus_dir_)->value_name("DIR"),
          "extracted corpus (tools/fetch-corpora.sh); default $UNLEARN_CORPORA/NAME or ~/.cache/unlearn/corpora/NAME")
         ("tokenizer", po::value<std::string>(&tokenizer_)->default_value("bytes")->value_name("KIND"), "bytes | gpt2")
@@ -121,7 +121,7 @@ class PrepareDataCommand final : public Subcommand {
  private:
   void prepare(AppContext& ctx) {
     const std::string cache = default_cache_dir();
-    const std::string dir = corpus_dir_.empty() ? cache + "/" + corpus_ : corpus_dir_;
+    const std::string dir = corpus_dir_.empty() ? cache + "/" + corpus_source(corpus_) : corpus_dir_;
     const std::string tok_dir = tokenizer_dir_.empty() ? cache + "/gpt2" : tokenizer_dir_;
     const auto tokenizer = make_tokenizer(tokenizer_, tok_dir);
     Corpus corpus = load_corpus(corpus_, dir);

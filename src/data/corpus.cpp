@@ -89,9 +89,11 @@ std::string trim(std::string_view s) {
 }  // namespace
 
 const std::vector<std::string>& corpus_names() {
-  static const std::vector<std::string> names{"fortunes", "kjv", "austen", "notmuch"};
+  static const std::vector<std::string> names{"fortunes", "kjv", "kjv-verses", "austen", "notmuch"};
   return names;
 }
+
+std::string corpus_source(const std::string& name) { return name == "kjv-verses" ? "kjv" : name; }
 
 std::vector<Document> split_fortunes(std::string_view text, const std::string& group) {
   std::vector<std::string_view> lines;
@@ -139,6 +141,30 @@ std::vector<Document> split_kjv_chapters(std::string_view text) {
       }
       begin = i;
       book = next_book;
+    }
+  }
+  return out;
+}
+
+std::vector<Document> split_kjv_verses(std::string_view text) {
+  std::vector<Document> out;
+  for (const Document& chapter : split_kjv_chapters(text)) {
+    std::vector<std::string_view> lines;
+    std::vector<std::size_t> starts;
+    split_lines(chapter.text, lines, starts);
+    const std::string heading = lines.empty() ? std::string() : trim(lines[0]);  // "Genesis 1"
+    for (std::size_t i = 1; i < lines.size(); ++i) {
+      const std::string_view l = lines[i];
+      std::size_t k = 0;
+      while (k < l.size() && l[k] == ' ') ++k;
+      std::size_t digits = k;
+      while (digits < l.size() && std::isdigit(static_cast<unsigned char>(l[digits]))) ++digits;
+      if (k > 0 && digits > k && digits < l.size() && l[digits] == ' ') {  // "  3 And God said, ..."
+        out.push_back({static_cast<std::int64_t>(out.size()), chapter.group,
+                       heading + ":" + std::string(l.substr(k, digits - k)) + std::string(l.substr(digits)) + "\n"});
+      } else if (!blank(l) && !out.empty()) {
+        out.back().text += std::string(l) + "\n";  // a wrapped line of the verse before
+      }
     }
   }
   return out;
@@ -210,16 +236,17 @@ Document parse_mail_message(std::string_view raw) {
 
 Corpus load_corpus(const std::string& name, const std::string& dir) {
   if (std::find(corpus_names().begin(), corpus_names().end(), name) == corpus_names().end())
-    UNLEARN_THROW(ConfigError, "unknown corpus '" << name << "' (known: fortunes, kjv, austen, notmuch)");
+    UNLEARN_THROW(ConfigError, "unknown corpus '" << name << "' (known: fortunes, kjv, kjv-verses, austen, notmuch)");
   std::error_code ec;
   if (!fs::is_directory(dir, ec))
     UNLEARN_THROW(ConfigError, "corpus '" << name << "': directory '" << dir
-                                          << "' does not exist (run tools/fetch-corpora.sh " << name << ")");
+                                          << "' does not exist (run tools/fetch-corpora.sh " << corpus_source(name)
+                                          << ")");
   Corpus c;
   c.name = name;
   std::vector<SourceFile> files;
   if (name == "fortunes") files = read_sources(dir, false, no_dot_no_manifest);
-  else if (name == "kjv") files = read_sources(dir, false, is_kjv);
+  else if (corpus_source(name) == "kjv") files = read_sources(dir, false, is_kjv);
   else if (name == "austen") files = read_sources(dir, false, is_txt);
   else files = read_sources(dir, true, is_mail);
 
@@ -232,6 +259,8 @@ Corpus load_corpus(const std::string& name, const std::string& dir) {
       docs = split_fortunes(f.bytes, f.rel);
     } else if (name == "kjv") {
       docs = split_kjv_chapters(f.bytes);
+    } else if (name == "kjv-verses") {
+      docs = split_kjv_verses(f.bytes);
     } else if (name == "austen") {
       docs = split_austen_chapters(f.bytes, fs::path(f.rel).stem().string());
     } else {

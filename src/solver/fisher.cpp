@@ -81,6 +81,16 @@ void FisherStore::inverse_quartic_root(double lambda, const ShardedVector& n, Sh
   y.axpy(1.0, low_rank);
 }
 
+void FisherStore::inverse_sqrt_diagonal(double lambda, const ShardedVector& n, ShardedVector& y) const {
+  UNLEARN_CHECK(lambda > 0, "diagonal Fisher noise needs damping λ > 0, got " << lambda);
+  y = n.clone();
+  for (std::size_t t = 0; t < y.size(); ++t) {
+    at::Tensor diag = at::zeros_like(rows_[0][t]);
+    for (const auto& row : rows_) diag.addcmul_(row[t], row[t]);  // Σ_i u_ij²
+    y[t].div_((diag / static_cast<double>(n_) + lambda).sqrt_());
+  }
+}
+
 std::pair<double, double> FisherStore::split_norms(const ShardedVector& x) const {
   // Projection onto span(U): Uᵀ W⁺ U x (pseudo-inverse: W may be singular).
   const at::Tensor coeff = at::matmul(at::linalg_pinv(gram(), 1e-12, true), project(x));

@@ -32,6 +32,14 @@ GradientSource parse_gradient_source(const std::string& name) {
   UNLEARN_THROW(ConfigError, "unknown gradient source '" << name << "' (forget or retain)");
 }
 
+NoiseForm parse_noise_form(const std::string& name) {
+  if (name == "quartic-root") return NoiseForm::kQuarticRoot;
+  if (name == "diagonal") return NoiseForm::kDiagonal;
+  UNLEARN_THROW(ConfigError, "unknown noise form '" << name << "' (quartic-root or diagonal)");
+}
+
+std::string to_string(NoiseForm f) { return f == NoiseForm::kQuarticRoot ? "quartic-root" : "diagonal"; }
+
 NewtonResult newton_update(const UnlearnProblem& pb, const NewtonOptions& opt,
                            const std::function<void(const CgIteration&)>& monitor) {
   UNLEARN_CHECK(pb.n_forget > 0 && pb.n_retain > 0, "newton_update: empty forget or retain set (n_f "
@@ -72,11 +80,16 @@ NewtonResult newton_update(const UnlearnProblem& pb, const NewtonOptions& opt,
   res.update.scale(opt.step_scale);  // η
   res.step_norm = res.update.norm();
 
-  if (opt.method == Method::kFisherForgetting && opt.noise_mu_sigma2 > 0) {
+  if (opt.method == Method::kFisherForgetting && opt.noise_scale > 0) {
     const ShardedVector n = philox_normal(res.update, pb.placement, opt.seed, opt.request);
     ShardedVector noise;
-    pb.fisher->inverse_quartic_root(opt.damping, n, noise);
-    noise.scale(std::pow(opt.noise_mu_sigma2, 0.25));  // (μσ²)^{1/4} F̂^{-1/4} n
+    if (opt.noise_form == NoiseForm::kQuarticRoot) {
+      pb.fisher->inverse_quartic_root(opt.damping, n, noise);
+      noise.scale(std::pow(opt.noise_scale, 0.25));  // (μσ²)^{1/4} F̂^{-1/4} n
+    } else {
+      pb.fisher->inverse_sqrt_diagonal(opt.damping, n, noise);
+      noise.scale(std::sqrt(opt.noise_scale));  // sqrt(α) (diag F̂₀ + λ)^{-1/2} n
+    }
     res.noise_norm = noise.norm();
     std::tie(res.noise_inside, res.noise_outside) = pb.fisher->split_norms(noise);
     res.update.axpy(1.0, noise);

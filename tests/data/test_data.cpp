@@ -140,6 +140,24 @@ TEST(CorpusSplitters, KjvChapters) {
   EXPECT_NE(docs[2].text.find("building 2\n  2 Only"), std::string::npos);  // a wrapped line ending in a number
 }
 
+TEST(CorpusSplitters, KjvVerses) {
+  const std::string text =
+      "Genesis 1\n\n  1 In the beginning God created the heaven and the earth.\n  2 And the earth was without form,"
+      " and void\nand darkness was upon the face of the deep.\n\n1 Kings 3\n\n 10 And the speech pleased the "
+      "Lord.\n";
+  const auto docs = split_kjv_verses(text);
+  ASSERT_EQ(docs.size(), 3u);
+  EXPECT_EQ(docs[0].id, 0);
+  EXPECT_EQ(docs[2].id, 2);
+  EXPECT_EQ(docs[0].text, "Genesis 1:1 In the beginning God created the heaven and the earth.\n");
+  EXPECT_EQ(docs[1].text, "Genesis 1:2 And the earth was without form, and void\nand darkness was upon the face of the deep.\n");
+  EXPECT_EQ(docs[1].group, "Genesis");
+  EXPECT_EQ(docs[2].text, "1 Kings 3:10 And the speech pleased the Lord.\n");
+  EXPECT_EQ(docs[2].group, "1 Kings");
+  EXPECT_EQ(corpus_source("kjv-verses"), "kjv");
+  EXPECT_EQ(corpus_source("notmuch"), "notmuch");
+}
+
 TEST(CorpusSplitters, AustenChapters) {
   const auto docs = split_austen_chapters(
       "PERSUASION\n\nby Jane Austen\n\n(1818)\n\n\n\n\nChapter 1\n\n\nSir Walter Elliot, of Kellynch Hall...\n\n"

@@ -22,6 +22,11 @@ check "newton-cg ggn np2 dp2" 0 "cg +[0-9]+ +rel. residual" -- $mpi2 "$bin" forg
   --curvature ggn --cg-max-iters 5 --output "$tmp/ncg.h5"
 check "fisher-forgetting np2" 0 "wrote" -- $mpi2 "$bin" forget --tp 2 "${common[@]}" --method fisher-forgetting \
   --noise 1e-8 --output "$tmp/ff.h5"
+check "fisher-forgetting diagonal noise np2" 0 "wrote" -- $mpi2 "$bin" forget --tp 2 "${common[@]}" \
+  --method fisher-forgetting --noise-form diagonal --noise 1e-8 --output "$tmp/ffd.h5"
+check "unknown noise form" 1 "unknown noise form 'golatkar' \(quartic-root or diagonal\)" -- $mpi2 "$bin" forget \
+  "${common[@]}" --method fisher-forgetting --noise-form golatkar --output "$tmp/x.h5"
+expect_one_error
 /usr/bin/python3 - "$tmp" <<'PY' || fail=1
 import json, sys
 tmp = sys.argv[1]
@@ -49,6 +54,12 @@ for r, ranks in ((r1, 1), (r2, 2)):
 assert r2["resources"]["comm_bytes"] > r1["resources"]["comm_bytes"], (r1["resources"], r2["resources"])
 f1 = ff["request_reports"][0]
 assert f1["noise_norm"] > 0 and f1["noise_norm_outside_span_u"] > f1["noise_norm_inside_span_u"]
+ffd = json.load(open(tmp + "/ffd.h5.report.json"))
+d1 = ffd["request_reports"][0]
+assert (ff["noise_form"], ffd["noise_form"], ffd["noise_scale"]) == ("quartic-root", "diagonal", 1e-8)
+# Same removal step, different noise: the forms differ only in the noise term.
+assert abs(d1["step_norm"] - f1["step_norm"]) <= 1e-12 * f1["step_norm"], (d1["step_norm"], f1["step_norm"])
+assert d1["noise_norm"] > 0 and abs(d1["noise_norm"] - f1["noise_norm"]) > 1e-6 * f1["noise_norm"]
 print("ok   reports: forget loss %.4f -> %.4f, update norm tp1 %.12g tp2 %.12g"
       % (q1["forget_loss_before"], q1["forget_loss_after"], r1["update_norm"], r2["update_norm"]))
 PY

@@ -2,6 +2,8 @@
 // CG solutions, the Woodbury inverse, the F^-1/4 noise transform, negative curvature and NaN statuses.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdio>
 #include <optional>
 
 #include "solver_fixtures.h"
@@ -120,6 +122,10 @@ TEST(SolverDense, WoodburyEqualsCgOnFisherEqualsDense) {
   const auto [w, V] = at::linalg_eigh(dense + lambda * I);
   const at::Tensor dense_root = V.matmul(at::diag(w.pow(-0.25))).matmul(V.t());
   EXPECT_LT(rel(flatten(noise), dense_root.matmul(flatten(b))), 1e-8);
+  // Golatkar's diagonal form: (diag(F̂₀) + λ)^{-1/2} n against the dense matrix's diagonal.
+  ShardedVector diag_noise;
+  store.inverse_sqrt_diagonal(lambda, b, diag_noise);
+  EXPECT_LT(rel(flatten(diag_noise), flatten(b) / (at::diagonal(dense) + lambda).sqrt()), 1e-12);
   const auto [inside, outside] = store.split_norms(b);
   EXPECT_NEAR(inside * inside + outside * outside, b.dot(b), 1e-9 * b.dot(b));
   EXPECT_GT(inside, 0.0);
@@ -170,6 +176,69 @@ TEST(SolverDense, NanInTheRightHandSideIsAStatus) {
   b[0].view(-1)[0] = std::nan("");
   ShardedVector x;
   EXPECT_THROW(solve_cg(A, b, x, CgOptions{}), Error);  // the all-reduced dot refuses non-finite values
+}
+
+/// `count` documents of T tokens sampled from the model's own next-token distribution (one row each).
+/// Also returns them as one batch (`all`), for the curvature sample.
+std::vector<Batch> sample_from_model(const TransformerModel& model, std::int64_t count, std::int64_t T,
+                                     std::uint64_t seed, Batch& all) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  const std::int64_t V = model.config().vocab_size;
+  Batch b;
+  b.tokens = at::zeros({count, T}, at::kLong);
+  b.tokens.select(1, 0).copy_(at::randint(V, {count}, gen, at::TensorOptions().dtype(at::kLong)));
+  b.segments = at::zeros({count, T}, at::kLong);
+  b.positions = at::arange(T, at::kLong).view({1, T}).expand({count, T}).contiguous();
+  for (std::int64_t t = 0; t + 1 < T; ++t) {
+    b.targets = at::full({count, T}, -1, at::kLong);
+    b.targets.select(1, t).fill_(0);  // logits at position t only (the target id itself is not used)
+    const at::Tensor probs = at::softmax(model.forward(b).logits.detach().to(at::kDouble), 1);
+    b.tokens.select(1, t + 1).copy_(at::multinomial(probs, 1, true, gen).view({count}));
+  }
+  std::vector<Batch> docs;
+  for (std::int64_t i = 0; i < count; ++i) {
+    Batch d;
+    d.tokens = b.tokens.narrow(0, i, 1).clone();
+    d.segments = at::zeros({1, T}, at::kLong);
+    d.positions = at::arange(T, at::kLong).view({1, T});
+    d.targets = at::full({1, T}, -1, at::kLong);
+    d.targets.narrow(1, 0, T - 1).copy_(d.tokens.narrow(1, 1, T - 1));
+    docs.push_back(d);
+  }
+  all = b;
+  all.targets = at::full({count, T}, -1, at::kLong);
+  all.targets.narrow(1, 0, T - 1).copy_(b.tokens.narrow(1, 1, T - 1));
+  return docs;
+}
+
+// Design 3.0's scale check: F̂₀ = (1/N) UᵀU from per-document SUM gradients estimates the curvature of the token-mean
+// loss, so vᵀF̂₀v / vᵀGv is about 1. Exact in expectation when the data follow the model's own distribution (the
+// model is then the population optimum, a perfectly trained model): E[(u_d·v)²] = Σ_t (J_t v)ᵀ H_out (J_t v), the
+// cross terms between a document's tokens vanishing. Per-batch MEAN gradients would be off by the tokens per
+// document (here 7), and a wrong N by the documents' count.
+TEST(SolverDense, EmpiricalFisherMatchesTheGgnOnTheModelsOwnDistribution) {
+  Tiny s;
+  Batch sample;
+  const std::vector<Batch> docs = sample_from_model(s.model, 400, 8, 17, sample);
+  DocumentGradients dg = document_gradients(s.model, *s.dp, s.all, docs);
+  ASSERT_EQ(dg.total_tokens, 400 * 7);
+  const FisherStore store(dg.rows, dg.total_tokens);
+  FisherOperator F(store);
+  Curvature curv(s.model, *s.dp, s.all);
+  curv.prepare({sample});
+  ASSERT_EQ(curv.num_targets(), dg.total_tokens);
+  double sum_log = 0;
+  for (std::uint64_t k = 0; k < 8; ++k) {
+    const ShardedVector v = random_vector(s.model, s.all, 100 + k);
+    ShardedVector fv;
+    F.apply(v, fv);
+    const double ratio = v.dot(fv) / v.dot(curv.gvp(v));
+    EXPECT_GT(ratio, 0.5) << "direction " << k;
+    EXPECT_LT(ratio, 2.0) << "direction " << k;
+    sum_log += std::log(ratio);
+    std::printf("  vᵀF̂₀v / vᵀGv, random direction %d: %.3f\n", static_cast<int>(k), ratio);
+  }
+  EXPECT_LT(std::abs(sum_log / 8), std::log(1.25)) << "geometric mean of the 8 ratios";
 }
 
 TEST(Philox, NoiseIsStandardNormalAndKeyed) {

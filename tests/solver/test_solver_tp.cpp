@@ -33,9 +33,10 @@ TEST(SolverLayouts, NoiseFisherAndCgMatchSerial) {
   DocumentGradients ref_dg = document_gradients(ref, *local_dp, ref_all, docs);
   const FisherStore ref_store(ref_dg.rows, ref_dg.total_tokens);
   const ShardedVector ref_v = random_vector(ref, ref_all, 5);
-  ShardedVector ref_wood, ref_root, ref_cg;
+  ShardedVector ref_wood, ref_root, ref_diag, ref_cg;
   ref_store.solve(1e-2, ref_v, ref_wood);
   ref_store.inverse_quartic_root(1e-2, ref_v, ref_root);
+  ref_store.inverse_sqrt_diagonal(1e-2, ref_v, ref_diag);
   Curvature ref_curv(ref, *local_dp, ref_all);
   ref_curv.prepare({sample});
   CurvatureOperator ref_G(ref_curv, CurvatureKind::kGgn);
@@ -62,11 +63,13 @@ TEST(SolverLayouts, NoiseFisherAndCgMatchSerial) {
       EXPECT_LE(worst_rel_err(dg.rows[d], ref_dg.rows[d], model, all), 1e-10) << "document " << d;
     const FisherStore store(dg.rows, dg.total_tokens);
     const ShardedVector v = random_vector(model, all, 5);
-    ShardedVector wood, root, x;
+    ShardedVector wood, root, diag, x;
     store.solve(1e-2, v, wood);
     store.inverse_quartic_root(1e-2, v, root);
+    store.inverse_sqrt_diagonal(1e-2, v, diag);
     EXPECT_LE(worst_rel_err(wood, ref_wood, model, all), 1e-10);
     EXPECT_LE(worst_rel_err(root, ref_root, model, all), 1e-10);
+    EXPECT_LE(worst_rel_err(diag, ref_diag, model, all), 1e-10);
     // CG on the damped GGN with each DP rank holding half the sample rows.
     Curvature curv(model, grid.dp(), all);
     Batch part = sample;

@@ -30,6 +30,12 @@ struct UnlearnProblem {
   std::vector<ShardPlacement> placement;  // where each entry sits in its global tensor (noise)
 };
 
+/// Fisher Forgetting's noise: `quartic-root` (the paper, design 3.2): (μσ²)^{1/4} (F̂₀ + λI)^{-1/4} n;
+/// `diagonal` (Golatkar et al. 2020): sqrt(α) (diag F̂₀ + λ)^{-1/2} n. `noise_scale` is μσ², or α.
+enum class NoiseForm { kQuarticRoot, kDiagonal };
+NoiseForm parse_noise_form(const std::string& name);  // quartic-root | diagonal
+std::string to_string(NoiseForm f);
+
 struct NewtonOptions {
   Method method = Method::kNewtonCg;
   double damping = 1e-3;   // λ
@@ -37,7 +43,8 @@ struct NewtonOptions {
   GradientSource gradient_source = GradientSource::kForget;
   CgOptions cg;
   bool fisher_by_cg = false;        // fisher-removal: CG on F̂₀ + λI instead of Woodbury (cross-check)
-  double noise_mu_sigma2 = 0.0;     // fisher-forgetting: μσ² (noise (μσ²)^{1/4} F̂^{-1/4} n)
+  double noise_scale = 0.0;         // fisher-forgetting: μσ² (quartic-root) or α (diagonal); 0: no noise
+  NoiseForm noise_form = NoiseForm::kQuarticRoot;
   std::uint64_t seed = 0, request = 0;
 };
 
