@@ -167,8 +167,8 @@ DTYPE_BYTES = {"bf16": 2, "float16": 2, "float32": 4, "float64": 8}
 
 class Workload:
     """The retain sample of one DP rank as micro-batches: tokens = sum B*T (padded), attn = sum B*T^2, targets,
-    micro-batches, and the largest micro-batch (memory of the recompute mode). forget_tokens: graphs held by the
-    forget set's Curvature object (memory only)."""
+    micro-batches, and the largest micro-batch (memory of the recompute mode). forget_tokens: the forget set's
+    tokens (its gradient is a plain backward per micro-batch: no graph is held, so no memory term)."""
 
     def __init__(self, tokens, attn, targets, microbatches, mb_tokens, mb_attn, mb_targets, forget_tokens=0,
                  forget_attn=0):
@@ -278,9 +278,9 @@ def cg_iteration(m, tp, dp, work, mach, dtype="float32", solver_dtype=None, curv
 def memory(m, tp, dp, work, dtype="float32", solver_dtype=None, curvature="ggn", mode="reuse", sharded=False,
            method="newton-cg", subset_fraction=1.0, fisher_rows=0):
     """Bytes per rank. forget_estimate.cpp's terms (weights; 11 / 9 / 5 solver vectors; Fisher store; reused graphs
-    by its per-token count) plus what it leaves out (docs/scaling.md, "Memory"): the forget set's graphs, the
-    create_graph gradient held with every reused micro-batch (and Jᵀu for G·v), the product's per-micro-batch
-    temporary and the DP sum's concatenation buffer; under design 3.4 the vectors are 1/DP each, plus the gathered
+    by its per-token count, without its measured calibration) plus what it leaves out (docs/scaling.md, "Memory"):
+    the create_graph gradient held with every reused micro-batch (and Jᵀu for G·v), the product's per-micro-batch
+    temporary and the DP sum's concatenation buffer (the forget set's gradient is a plain backward, no graph kept); under design 3.4 the vectors are 1/DP each, plus the gathered
     input and the full-size product before its reduce-scatter (in the compute dtype)."""
     s = DTYPE_BYTES[dtype]
     sv = DTYPE_BYTES[solver_dtype or dtype]
@@ -303,9 +303,7 @@ def memory(m, tp, dp, work, dtype="float32", solver_dtype=None, curvature="ggn",
     if curv:
         if mode == "reuse":
             graphs = m.saved_values(tp, work.tokens, work.attn, work.targets) * s
-            graphs += m.saved_values(tp, work.forget_tokens, work.forget_attn, work.forget_tokens) * s
-            fmb = -(-work.forget_tokens // max(1, work.mb_tokens)) if work.forget_tokens else 0
-            grads = (work.microbatches * (2 if curvature == "ggn" else 1) + fmb) * n_sub * s
+            grads = work.microbatches * (2 if curvature == "ggn" else 1) * n_sub * s
         else:
             graphs = m.saved_values(tp, work.mb_tokens, work.mb_attn, work.mb_targets) * s
             grads = (2 if curvature == "ggn" else 1) * n_sub * s
@@ -314,16 +312,23 @@ def memory(m, tp, dp, work, dtype="float32", solver_dtype=None, curvature="ggn",
                 fisher_bytes=fisher, graph_bytes=graphs, graph_gradient_bytes=grads)
 
 
-def forget_estimate_memory(m, tp, dp, retain_tokens, dtype="float32", method="newton-cg", fisher_rows=0):
-    """forget_estimate.cpp's memory, term for term (for comparison and the unit test)."""
+RUNTIME_BYTES = 256 << 20  # forget_estimate.cpp's kRuntimeBytes: LibTorch, MPI, BLAS, the dataset
+
+
+def forget_estimate_memory(m, tp, dp, retain_tokens, dtype="float32", method="newton-cg", fisher_rows=0,
+                           curvature="ggn", rows_per_batch=8):
+    """forget_estimate.cpp's memory, term for term and in its order of operations (for comparison and the unit test)."""
     s = DTYPE_BYTES[dtype]
     P = m.params_local(tp)
     nvec = {"gradient-ascent": 5, "newton-cg": 11}.get(method, 9)
-    fisher = method != "newton-cg" and method != "gradient-ascent"
+    fisher = method != "newton-cg" and method != "gradient-ascent" or (method == "newton-cg" and curvature == "fisher")
     per_token = 2.0 * m.L * (4 * m.d + 10 * m.d / tp + m.h / tp * m.seq) + 3.0 * m.V / tp
-    graph = int(per_token * retain_tokens / dp * s) if method == "newton-cg" else 0
+    kept = 3.3 if curvature == "ggn" else 2.3
+    keeps_graphs = method == "newton-cg" and curvature != "fisher"
+    graph = int(kept * per_token * (retain_tokens / dp) * s) if keeps_graphs else 0
+    transient = int(1.3 * per_token * rows_per_batch * m.seq * s)
     fb = fisher_rows * P * s + fisher_rows ** 2 * 8 if fisher else 0
-    return P * s + nvec * P * s + fb + graph
+    return RUNTIME_BYTES + P * s + nvec * P * s + fb + graph + transient
 
 # --------------------------------------------------------------------------------------------------------------------
 # validate
@@ -664,7 +669,7 @@ def main():
         res = dict(model=m.name, params=m.params_global(), params_local=m.params_local(a.tp), tp=a.tp, dp=a.dp,
                    machine=mach.name, **t, **mem,
                    forget_estimate_total_bytes=forget_estimate_memory(m, a.tp, a.dp, rows * m.seq, a.dtype, a.method,
-                                                                      a.fisher_rows))
+                                                                      a.fisher_rows, a.curvature, a.rows_per_batch))
         if a.json:
             print(json.dumps(res, indent=1))
         else:

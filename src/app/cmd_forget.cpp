@@ -228,13 +228,15 @@ class ForgetCommand final : public Subcommand {
     // The estimate comes from metadata only, before any weight is loaded: a run that cannot fit is refused here.
     auto t = std::chrono::steady_clock::now();
     const CheckpointInfo meta = read_checkpoint_info(in_, grid.world());
+    window_ = meta.config.max_positions;
     ForgetShape shape;
     shape.method = opt_.method;
     shape.curvature = parse_curvature(curvature_);
     shape.params_regex = params_;
     shape.retain_documents = retain_sample_;
-    shape.retain_tokens = sample_tokens(ds, meta.config.max_positions);
+    shape.retain_tokens = largest_sample_tokens();
     shape.cg_iterations = opt_.cg.max_iters;
+    shape.rows_per_batch = rows_per_batch_;
     const ForgetEstimate est = estimate_forget(meta.config, grid, shape);
     const std::int64_t limit = memory_limit_ == "auto"
                                    ? available_memory_per_rank(grid)
@@ -369,15 +371,46 @@ class ForgetCommand final : public Subcommand {
  private:
   /// Target tokens of the largest retain sample (the --retain-sample longest training documents): an upper bound
   /// for the estimate, known before the model is loaded.
-  std::int64_t sample_tokens(const TokenDataset& ds, std::int64_t window) const {
-    std::vector<std::int64_t> lengths;
-    for (std::int64_t d = 0; d < ds.num_documents(); ++d)
-      if (ds.doc_splits[static_cast<std::size_t>(d)] == static_cast<std::uint8_t>(Split::kTrain))
-        lengths.push_back(document_targets(ds.document_tokens(d), window));
-    std::sort(lengths.rbegin(), lengths.rend());
-    std::int64_t n = 0;
-    for (std::size_t i = 0; i < lengths.size() && i < static_cast<std::size_t>(retain_sample_); ++i) n += lengths[i];
-    return n;
+  /// Target tokens of one request's forget set and of the retain set (for n_f / n_r), and its retain sample:
+  /// --retain-sample training documents outside every forget set so far (`removed`), drawn by a seeded shuffle.
+  struct RequestSets {
+    std::int64_t n_forget = 0, n_retain = 0, sample_tokens = 0;
+    std::vector<std::int64_t> retain_sample;  // dataset rows, sorted
+  };
+  RequestSets request_sets(const Request& req, const std::set<std::int64_t>& removed, std::uint64_t request) const {
+    const TokenDataset& ds = *dataset_cache_;
+    RequestSets out;
+    std::vector<std::int64_t> targets(static_cast<std::size_t>(ds.num_documents()), 0);
+    for (std::int64_t d = 0; d < ds.num_documents(); ++d) {
+      targets[static_cast<std::size_t>(d)] = document_targets(ds.document_tokens(d), window_);
+      if (req.rows.count(d)) {
+        out.n_forget += targets[static_cast<std::size_t>(d)];
+      } else if (!removed.count(d) && targets[static_cast<std::size_t>(d)] > 0 &&
+                 ds.doc_splits[static_cast<std::size_t>(d)] == static_cast<std::uint8_t>(Split::kTrain)) {
+        out.n_retain += targets[static_cast<std::size_t>(d)];  // the whole retain set's count, for n_f / n_r
+        out.retain_sample.push_back(d);
+      }
+    }
+    // Every rank sees the same dataset at the same point: these errors are agreed.
+    if (out.n_forget == 0) throw AgreedError("a forget set holds no target tokens (empty documents?)");
+    if (out.retain_sample.empty()) throw AgreedError("no training documents remain outside the forget sets");
+    // A portable shuffle (std::shuffle differs between standard libraries): the same sample everywhere.
+    DataRng(seed_, 0x72657461696eull + request).shuffle(out.retain_sample);
+    out.retain_sample.resize(std::min<std::size_t>(out.retain_sample.size(), static_cast<std::size_t>(retain_sample_)));
+    std::sort(out.retain_sample.begin(), out.retain_sample.end());
+    for (std::int64_t d : out.retain_sample) out.sample_tokens += targets[static_cast<std::size_t>(d)];
+    return out;
+  }
+
+  /// The largest retain sample (target tokens) over the requests, each drawn as run() will draw it.
+  std::int64_t largest_sample_tokens() const {
+    std::set<std::int64_t> removed;
+    std::int64_t most = 0;
+    for (std::size_t r = 0; r < requests_.size(); ++r) {
+      removed.insert(requests_[r].rows.begin(), requests_[r].rows.end());
+      most = std::max(most, request_sets(requests_[r], removed, r).sample_tokens);
+    }
+    return most;
   }
 
   /// This DP replica's single-window rows of `docs` (document i goes to replica i % dp).
@@ -395,37 +428,33 @@ class ForgetCommand final : public Subcommand {
                           ShardedVector& total) {
     const TokenDataset& ds = *dataset_cache_;
     JsonObject phases;
-    std::int64_t n_forget = 0, n_retain = 0;
-    std::vector<std::int64_t> retain_pool;
-    for (std::int64_t d = 0; d < ds.num_documents(); ++d) {
-      const std::int64_t targets = document_targets(ds.document_tokens(d), window_);
-      if (req.rows.count(d)) {
-        n_forget += targets;
-      } else if (!removed.count(d) && targets > 0 &&
-                 ds.doc_splits[static_cast<std::size_t>(d)] == static_cast<std::uint8_t>(Split::kTrain)) {
-        n_retain += targets;  // the whole retain set's count, for the n_f / n_r scale
-        retain_pool.push_back(d);
-      }
-    }
-    // Every rank sees the same dataset at the same point: these errors are agreed.
-    if (n_forget == 0) throw AgreedError("a forget set holds no target tokens (empty documents?)");
-    if (retain_pool.empty()) throw AgreedError("no training documents remain outside the forget sets");
-    // A portable shuffle (std::shuffle differs between standard libraries): the same sample everywhere.
-    DataRng(seed_, 0x72657461696eull + opt_.request).shuffle(retain_pool);
-    retain_pool.resize(std::min<std::size_t>(retain_pool.size(), static_cast<std::size_t>(retain_sample_)));
-    std::sort(retain_pool.begin(), retain_pool.end());
+    const RequestSets sets = request_sets(req, removed, opt_.request);
+    const std::int64_t n_forget = sets.n_forget, n_retain = sets.n_retain;
+    const std::vector<std::int64_t>& retain_pool = sets.retain_sample;
     const std::vector<std::int64_t> forget_docs(req.rows.begin(), req.rows.end());
     const std::vector<Batch> forget_batches = batches_for(forget_docs, grid);
     const std::vector<Batch> retain_batches = batches_for(retain_pool, grid);
 
     auto t = std::chrono::steady_clock::now();
-    Curvature forget_curv(model, grid.dp(), subset);
-    forget_curv.prepare(forget_batches);
-    Curvature retain_curv(model, grid.dp(), subset);
-    retain_curv.prepare(retain_batches);
+    // Only Newton-CG on H or G multiplies by the retain sample's curvature, so only it keeps that sample's graphs;
+    // the forget set and everything else need a plain backward (graphs kept for the forget set cost gigabytes).
+    const CurvatureKind kind = parse_curvature(curvature_);
+    const bool products = opt_.method == Method::kNewtonCg && kind != CurvatureKind::kFisher;
+    const LossGradient forget_lg = loss_and_gradient(model, grid.dp(), subset, forget_batches);
+    std::unique_ptr<Curvature> retain_curv;
+    LossGradient retain_lg;
+    if (products) {
+      retain_curv = std::make_unique<Curvature>(model, grid.dp(), subset);
+      retain_curv->prepare(retain_batches);
+      retain_lg.loss = retain_curv->loss();
+      retain_lg.num_targets = retain_curv->num_targets();
+      retain_lg.gradient = retain_curv->gradient();
+    } else {
+      retain_lg = loss_and_gradient(model, grid.dp(), subset, retain_batches);
+    }
     phases.add("gradients_s", seconds_since(t));
-    const double forget_before = forget_curv.loss(), retain_before = retain_curv.loss();
-    const double retain_grad_before = retain_curv.gradient().norm();
+    const double forget_before = forget_lg.loss, retain_before = retain_lg.loss;
+    const double retain_grad_before = retain_lg.gradient.norm();
     log_info0("forget set: " + std::to_string(forget_docs.size()) + " documents, n_f " + std::to_string(n_forget) +
               " tokens; retain set n_r " + std::to_string(n_retain) + " tokens, sample of " +
               std::to_string(retain_pool.size()) + " documents; forget loss " + std::to_string(forget_before) +
@@ -435,7 +464,8 @@ class ForgetCommand final : public Subcommand {
     rep.add("source", req.source).add("forget_documents", static_cast<std::int64_t>(forget_docs.size()))
         .add("n_forget", n_forget).add("n_retain", n_retain)
         .add("scale_nf_over_nr", static_cast<double>(n_forget) / static_cast<double>(n_retain))
-        .add("retain_sample_documents", static_cast<std::int64_t>(retain_pool.size()));
+        .add("retain_sample_documents", static_cast<std::int64_t>(retain_pool.size()))
+        .add("retain_sample_tokens", retain_lg.num_targets);
     std::vector<std::string> ids;
     for (std::int64_t d : forget_docs) ids.push_back(std::to_string(ds.doc_ids[static_cast<std::size_t>(d)]));
     rep.add_raw("forget_document_ids", json_array(ids));
@@ -444,8 +474,8 @@ class ForgetCommand final : public Subcommand {
     t = std::chrono::steady_clock::now();
     if (opt_.method == Method::kGradientAscent) {
       // Jang et al. 2022: θ ← θ + lr ∇L_{D_f}, k steps, the forget gradient recomputed at every step.
-      step = forget_curv.gradient().zeros_like();
-      ShardedVector g = forget_curv.gradient().clone();
+      step = forget_lg.gradient.zeros_like();
+      ShardedVector g = forget_lg.gradient.clone();
       std::vector<std::string> steps;
       for (int k = 0; k < ga_steps_; ++k) {
         if (k > 0) g = loss_and_gradient(model, grid.dp(), subset, forget_batches).gradient;
@@ -457,8 +487,8 @@ class ForgetCommand final : public Subcommand {
       rep.add("ga_lr", ga_lr_).add("ga_steps", ga_steps_);
     } else {
       UnlearnProblem pb;
-      pb.forget_gradient = forget_curv.gradient().clone();
-      pb.retain_gradient = retain_curv.gradient().clone();
+      pb.forget_gradient = forget_lg.gradient.clone();
+      pb.retain_gradient = retain_lg.gradient.clone();
       // ∇L_D estimated on forget ∪ retain sample, weighted by the set sizes.
       pb.full_gradient = pb.forget_gradient.clone();
       pb.full_gradient.scale(static_cast<double>(n_forget) / static_cast<double>(n_forget + n_retain));
@@ -470,10 +500,9 @@ class ForgetCommand final : public Subcommand {
         const Parameter& p = model.parameters()[i];
         pb.placement.push_back({p.global_shape, p.shard_dim, p.shard_start});
       }
-      const CurvatureKind kind = parse_curvature(curvature_);
       std::unique_ptr<CurvatureOperator> curvature_op;
       std::unique_ptr<FisherStore> fisher;
-      if (opt_.method != Method::kNewtonCg || kind == CurvatureKind::kFisher) {
+      if (!products) {
         std::vector<Batch> docs;
         for (std::int64_t d : retain_pool)
           for (auto& b : batches_of(document_windows(ds.document_tokens(d), window_), 1 << 20)) docs.push_back(b);
@@ -481,7 +510,7 @@ class ForgetCommand final : public Subcommand {
         fisher = std::make_unique<FisherStore>(std::move(dg.rows), dg.total_tokens);
         pb.fisher = fisher.get();
       } else {
-        curvature_op = std::make_unique<CurvatureOperator>(retain_curv, kind);
+        curvature_op = std::make_unique<CurvatureOperator>(*retain_curv, kind);
         pb.curvature = curvature_op.get();
       }
       phases.add("curvature_setup_s", seconds_since(t));
@@ -576,18 +605,18 @@ class ForgetCommand final : public Subcommand {
     phases.add("step_policy_s", seconds_since(t));
 
     t = std::chrono::steady_clock::now();
-    Curvature after(model, grid.dp(), subset);
-    after.prepare(retain_batches);
+    retain_curv.reset();  // the solve is over: free the retain sample's graphs before evaluating
+    const LossGradient after = loss_and_gradient(model, grid.dp(), subset, retain_batches);
     const double forget_after = sequence_loss(model, grid.dp(), forget_batches);
     phases.add("evaluate_s", seconds_since(t));
     log_info0("forget loss " + std::to_string(forget_before) + " -> " + std::to_string(forget_after) +
-              ", retain-sample loss " + std::to_string(retain_before) + " -> " + std::to_string(after.loss()) +
+              ", retain-sample loss " + std::to_string(retain_before) + " -> " + std::to_string(after.loss) +
               (policy == StepPolicy::kBacktrack ? ", eta " + std::to_string(eta) : std::string()));
     rep.add("eta", eta).add_raw("step_policy_tries", json_array(tries))
         .add("forget_loss_before", forget_before).add("forget_loss_after", forget_after)
-        .add("retain_loss_before", retain_before).add("retain_loss_after", after.loss())
+        .add("retain_loss_before", retain_before).add("retain_loss_after", after.loss)
         .add("retain_gradient_norm_before", retain_grad_before)
-        .add("retain_gradient_norm_after", after.gradient().norm()).add_raw("phases", phases.str());
+        .add("retain_gradient_norm_after", after.gradient.norm()).add_raw("phases", phases.str());
     return rep.str();
   }
 

@@ -15,6 +15,10 @@ namespace unlearn {
 
 namespace {
 
+/// What a rank holds before any model: LibTorch, MPI, BLAS and the token dataset (peak RSS of gradient ascent on
+/// the demo's 3 MB model was 285 MB).
+constexpr std::int64_t kRuntimeBytes = std::int64_t{256} << 20;
+
 /// GFLOP/s of a [256, 256] x [256, 256] product in this process's dtype, for about 0.1 s.
 double measure_matmul_gflops(at::ScalarType dtype) {
   const at::Tensor a = at::randn({256, 256}, at::TensorOptions().dtype(dtype));
@@ -61,16 +65,23 @@ ForgetEstimate estimate_forget(const ModelConfig& config, const ProcessGrid& gri
   if (fisher) e.fisher_bytes = shape.retain_documents * e.subset_local * b + shape.retain_documents *
                                                                                  shape.retain_documents * 8;
   // Reused graphs (forward + create_graph backward) of the retain sample on this DP replica: per token and layer
-  // about 4d + 10d/tp + (heads/tp) T saved values, doubled by the second graph, plus three logit-sized tensors.
+  // about 4d + 10d/tp + (heads/tp) T saved values, doubled by the second graph, plus three logit-sized tensors;
+  // times what LibTorch really keeps beyond that count, measured as peak RSS per retain token on the demo model
+  // (docs/forget.md "Memory and time"): 3.3x for the G·v graphs, 2.3x for H·v. Only Newton-CG on H or G keeps
+  // graphs; every other pass is a plain backward of one micro-batch at a time (`transient`, one graph's worth).
   const double tp = grid.tp_size(), d = static_cast<double>(config.d_model);
   const double per_token = 2.0 * static_cast<double>(config.n_layers) *
                                (4 * d + 10 * d / tp + static_cast<double>(config.n_heads) / tp *
                                                           static_cast<double>(config.max_positions)) +
                            3.0 * static_cast<double>(config.vocab_size) / tp;
   const double tokens = static_cast<double>(shape.retain_tokens) / grid.dp_size();
-  if (shape.method != Method::kGradientAscent && !(fisher && shape.method != Method::kNewtonCg))
-    e.graph_bytes = static_cast<std::int64_t>(per_token * tokens * static_cast<double>(b));
-  e.total_bytes = e.weights_bytes + e.vectors_bytes + e.fisher_bytes + e.graph_bytes;
+  const bool keeps_graphs = shape.method == Method::kNewtonCg && shape.curvature != CurvatureKind::kFisher;
+  const double kept = shape.curvature == CurvatureKind::kGgn ? 3.3 : 2.3;
+  if (keeps_graphs) e.graph_bytes = static_cast<std::int64_t>(kept * per_token * tokens * static_cast<double>(b));
+  e.transient_bytes = static_cast<std::int64_t>(1.3 * per_token * static_cast<double>(shape.rows_per_batch) *
+                                                static_cast<double>(config.max_positions) * static_cast<double>(b));
+  e.total_bytes = kRuntimeBytes + e.weights_bytes + e.vectors_bytes + e.fisher_bytes + e.graph_bytes +
+                  e.transient_bytes;
   // Time: a forward is about 2 FLOPs per local parameter per token; with the graph reused an H·v costs 6 forwards
   // of matrix products and a G·v 4 (docs/scaling.md 1.1), the graph setup 3 (forward + first backward).
   e.matmul_gflops = measure_matmul_gflops(config.dtype);
@@ -106,7 +117,8 @@ std::string describe(const ForgetEstimate& e, const ProcessGrid& grid) {
      << " parameters held, " << e.subset_local << " updated\n"
      << "  memory: weights " << fb(e.weights_bytes) << ", " << e.vectors << " solver vectors "
      << fb(e.vectors_bytes) << ", Fisher store " << fb(e.fisher_bytes)
-     << ", reused graphs ~" << fb(e.graph_bytes) << "; total ~" << fb(e.total_bytes) << "\n"
+     << ", reused graphs ~" << fb(e.graph_bytes) << ", one micro-batch ~" << fb(e.transient_bytes)
+     << ", runtime ~" << fb(kRuntimeBytes) << "; total ~" << fb(e.total_bytes) << "\n"
      << "  time: matmul " << e.matmul_gflops << " GFLOP/s here; ~" << e.setup_s << " s graph setup, ~" << e.product_s
      << " s per curvature product, ~" << e.solve_s << " s for the solve";
   return os.str();
@@ -115,7 +127,8 @@ std::string describe(const ForgetEstimate& e, const ProcessGrid& grid) {
 std::string to_json(const ForgetEstimate& e) {
   return JsonObject().add("params_local", e.params_local).add("subset_local", e.subset_local)
       .add("weights_bytes", e.weights_bytes).add("vectors", e.vectors).add("vectors_bytes", e.vectors_bytes)
-      .add("fisher_bytes", e.fisher_bytes).add("graph_bytes", e.graph_bytes).add("total_bytes", e.total_bytes)
+      .add("fisher_bytes", e.fisher_bytes).add("graph_bytes", e.graph_bytes)
+      .add("transient_bytes", e.transient_bytes).add("runtime_bytes", kRuntimeBytes).add("total_bytes", e.total_bytes)
       .add("matmul_gflops", e.matmul_gflops).add("product_s", e.product_s).add("setup_s", e.setup_s)
       .add("solve_s", e.solve_s).str();
 }

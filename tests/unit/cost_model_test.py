@@ -38,19 +38,23 @@ bench = B * T * (L * (2 * 4 * d * d + 2 * 2 * d * ff) + 2 * d * V) + L * 4 * B *
 check(abs(m5.flops_forward(1, B * T, B * T * T, B * T) - bench) < 1e-6 * bench, "forward FLOPs = bench_model's")
 check(abs(m5.flops_forward(2, B * T, B * T * T, B * T) - bench / 2) < 1e-6 * bench, "forward FLOPs split by TP = 2")
 
-# forget_estimate.cpp's memory, term for term: the C++ estimate printed 111,587,328 bytes for XS, TP 1, DP 1,
-# newton-cg, 4,920 sample tokens (weights 482,304 + 11 vectors 5,305,344 + graphs 105,799,680).
-check(cm.forget_estimate_memory(xs, 1, 1, 4920) == 111587328, "forget_estimate memory = the C++ estimate's")
+# forget_estimate.cpp's memory, term for term: XS, TP 1, DP 1, newton-cg on G, 4,920 sample tokens, 8 rows per
+# micro-batch: runtime 268,435,456 + weights 482,304 + 11 vectors 5,305,344 + graphs int(3.3 x 5,376 values x 4,920
+# x 4 B) + one micro-batch int(1.3 x 5,376 x 8 x 64 x 4 B).
+per_tok = 2 * 2 * (4 * 64 + 10 * 64 + 4 * 64) + 3 * 256
+check(per_tok == 5376, "XS per-token values")
+hand_est = 268435456 + 482304 + 5305344 + int(3.3 * 5376.0 * 4920 * 4) + int(1.3 * 5376.0 * 8 * 64 * 4)
+check(cm.forget_estimate_memory(xs, 1, 1, 4920) == hand_est, "forget_estimate memory = the C++ formula")
 
 # The cost model's own memory on a hand case: XS, TP 1, DP 2, H·v, reuse, unsharded float32, per DP rank 2
-# micro-batches of 8 x 64 tokens and one forget row of 64.
+# micro-batches of 8 x 64 tokens and one forget row of 64 (no memory: a plain backward).
 w = cm.Workload(1024, 1024 * 64, 1024, 2, 512, 512 * 64, 512, 64, 64 * 64)
 mem = cm.memory(xs, 1, 2, w, curvature="hessian")
 P = 120576
 saved = lambda tok: 2 * 2 * tok * (4 * 64 + 10 * 64 + 4 * 64) + 3 * tok * 256  # tokens x (per-token values)
 hand = (P * 4 + 11 * P * 4 + P * 4 + P * 4      # weights, vectors, micro-batch temporary, DP sum buffer
-        + (saved(1024) + saved(64)) * 4          # retain and forget graphs
-        + (2 + 1) * P * 4)                       # create_graph gradients: 2 retain micro-batches, 1 forget
+        + saved(1024) * 4                        # retain graphs (the forget set keeps none)
+        + 2 * P * 4)                             # create_graph gradients: 2 retain micro-batches
 check(abs(mem["total_bytes"] - hand) < 1, "memory of a hand case (%d bytes)" % hand)
 # Design 3.4 divides the vectors by DP and adds the gathered input and the accumulator.
 mem_s = cm.memory(xs, 1, 2, w, curvature="hessian", sharded=True)
