@@ -106,11 +106,16 @@ def main():
         w("\n".join(lines) + "\n")
         if best:
             m, ok, e, rise = best
-            cost = lambda r, x: r / max(e0 - x, 1e-9)  # perplexity points per bit of exposure removed
-            w("- Gradient ascent: exposure %.2f bits, validation perplexity %+.1f%%: %.2f%% perplexity per bit removed,"
-              " against %.2f%% for %s (the best second-order method here): gradient ascent is %s per bit.\n"
-              % (ga_e, ga_rise, cost(ga_rise, ga_e), cost(rise, e), m,
-                 "costlier" if cost(ga_rise, ga_e) > cost(rise, e) else "NOT costlier"))
+            cost = lambda r, x: r / (e0 - x)  # perplexity points per bit of exposure removed
+            if ga_e >= e0 - 0.05 or e >= e0 - 0.05:
+                w("- Gradient ascent: exposure %.2f bits, validation perplexity %+.1f%%; %s: %.2f bits at %+.1f%%."
+                  " One of the two removes no exposure, so no cost per bit is compared.\n"
+                  % (ga_e, ga_rise, m, e, rise))
+            else:
+                w("- Gradient ascent: exposure %.2f bits, validation perplexity %+.1f%%: %.2f%% perplexity per bit"
+                  " removed, against %.2f%% for %s (the best second-order method here): gradient ascent is %s per"
+                  " bit.\n" % (ga_e, ga_rise, cost(ga_rise, ga_e), cost(rise, e), m,
+                                "costlier" if cost(ga_rise, ga_e) > cost(rise, e) else "NOT costlier"))
             verdicts.append((name, m, ok))
         seq = os.path.join(d, "newton-cg-3-requests.eval.json")
         if os.path.exists(seq):
