@@ -119,12 +119,11 @@ def main():
             verdicts.append((name, m, ok))
         seq = os.path.join(d, "newton-cg-3-requests.eval.json")
         if os.path.exists(seq):
-            sq = load(seq)
+            sq, one = load(seq), load(os.path.join(d, "newton-cg.eval.json"))
             w("- Newton-CG as three sequential requests (each from the previous result, at the new θ): exposure %.2f"
               " bits, validation perplexity %+.1f%%, against %.2f bits and %+.1f%% in one request.\n"
-              % (exposure(sq)["value"], 100 * (val_ppl(sq) / v0 - 1),
-                 exposure(load(os.path.join(d, "newton-cg.eval.json")))["value"],
-                 100 * (val_ppl(load(os.path.join(d, "newton-cg.eval.json"))) / v0 - 1)))
+              % (exposure(sq)["value"], 100 * (val_ppl(sq) / v0 - 1), exposure(one)["value"],
+                 100 * (val_ppl(one) / v0 - 1)))
         w("- Retrain from scratch: exposure %.2f bits, validation perplexity %+.1f%% against the trained model: the"
           " reference the unlearned models are compared with.\n"
           % (exposure(retrain)["value"], 100 * (val_ppl(retrain) / v0 - 1)))

@@ -234,7 +234,8 @@ class ForgetCommand final : public Subcommand {
     shape.curvature = parse_curvature(curvature_);
     shape.params_regex = params_;
     shape.retain_documents = retain_sample_;
-    shape.retain_tokens = largest_sample_tokens();
+    draw_request_sets();
+    for (const RequestSets& r : request_sets_) shape.retain_tokens = std::max(shape.retain_tokens, r.sample_tokens);
     shape.cg_iterations = opt_.cg.max_iters;
     shape.rows_per_batch = rows_per_batch_;
     const ForgetEstimate est = estimate_forget(meta.config, grid, shape);
@@ -288,19 +289,17 @@ class ForgetCommand final : public Subcommand {
     }
     install_stop_signals();
 
-    std::set<std::int64_t> removed;  // forget sets of the requests so far: they leave D one after another
     std::vector<std::string> request_reports;
     ShardedVector total_update;
     double solve_s = 0;
     const CommUsage comm_before = comm_usage();
     for (std::size_t r = 0; r < requests_.size(); ++r) {
       opt_.request = r;
-      removed.insert(requests_[r].rows.begin(), requests_[r].rows.end());
       if (requests_.size() > 1)
         log_info0("request " + std::to_string(r + 1) + "/" + std::to_string(requests_.size()) + ": " +
                   std::to_string(requests_[r].rows.size()) + " documents (" + requests_[r].source + ")");
       const auto t_req = std::chrono::steady_clock::now();
-      const std::string rep = run_request(*model, grid, subset, requests_[r], removed, policy, total_update);
+      const std::string rep = run_request(*model, grid, subset, requests_[r], request_sets_[r], policy, total_update);
       solve_s += seconds_since(t_req);
       if (stopped_) {
         if (state_dir_.empty()) {
@@ -343,7 +342,7 @@ class ForgetCommand final : public Subcommand {
     report.add("command", "forget").add_raw("config", ctx.config_json).add("method", to_string(opt_.method))
         .add("curvature", opt_.method == Method::kNewtonCg ? curvature_ : std::string("fisher"))
         .add("damping", opt_.damping).add("step_scale", opt_.step_scale).add("gradient_source", source_)
-        .add("noise_form", noise_form_).add("noise_scale", opt_.noise_scale)
+        .add("noise_form", to_string(opt_.noise_form)).add("noise_scale", opt_.noise_scale)
         .add("step_policy", step_policy_).add("requests", static_cast<std::int64_t>(requests_.size()))
         .add_raw("request_reports", json_array(request_reports))
         .add("update_norm", total_update.norm()).add_raw("update_norm_per_tensor", tensor_norms_json(total_update))
@@ -369,48 +368,46 @@ class ForgetCommand final : public Subcommand {
   }
 
  private:
-  /// Target tokens of the largest retain sample (the --retain-sample longest training documents): an upper bound
-  /// for the estimate, known before the model is loaded.
   /// Target tokens of one request's forget set and of the retain set (for n_f / n_r), and its retain sample:
-  /// --retain-sample training documents outside every forget set so far (`removed`), drawn by a seeded shuffle.
+  /// --retain-sample training documents outside every forget set so far, drawn by a seeded shuffle.
   struct RequestSets {
     std::int64_t n_forget = 0, n_retain = 0, sample_tokens = 0;
     std::vector<std::int64_t> retain_sample;  // dataset rows, sorted
   };
-  RequestSets request_sets(const Request& req, const std::set<std::int64_t>& removed, std::uint64_t request) const {
-    const TokenDataset& ds = *dataset_cache_;
-    RequestSets out;
-    std::vector<std::int64_t> targets(static_cast<std::size_t>(ds.num_documents()), 0);
-    for (std::int64_t d = 0; d < ds.num_documents(); ++d) {
-      targets[static_cast<std::size_t>(d)] = document_targets(ds.document_tokens(d), window_);
-      if (req.rows.count(d)) {
-        out.n_forget += targets[static_cast<std::size_t>(d)];
-      } else if (!removed.count(d) && targets[static_cast<std::size_t>(d)] > 0 &&
-                 ds.doc_splits[static_cast<std::size_t>(d)] == static_cast<std::uint8_t>(Split::kTrain)) {
-        out.n_retain += targets[static_cast<std::size_t>(d)];  // the whole retain set's count, for n_f / n_r
-        out.retain_sample.push_back(d);
-      }
-    }
-    // Every rank sees the same dataset at the same point: these errors are agreed.
-    if (out.n_forget == 0) throw AgreedError("a forget set holds no target tokens (empty documents?)");
-    if (out.retain_sample.empty()) throw AgreedError("no training documents remain outside the forget sets");
-    // A portable shuffle (std::shuffle differs between standard libraries): the same sample everywhere.
-    DataRng(seed_, 0x72657461696eull + request).shuffle(out.retain_sample);
-    out.retain_sample.resize(std::min<std::size_t>(out.retain_sample.size(), static_cast<std::size_t>(retain_sample_)));
-    std::sort(out.retain_sample.begin(), out.retain_sample.end());
-    for (std::int64_t d : out.retain_sample) out.sample_tokens += targets[static_cast<std::size_t>(d)];
-    return out;
-  }
 
-  /// The largest retain sample (target tokens) over the requests, each drawn as run() will draw it.
-  std::int64_t largest_sample_tokens() const {
+  /// Draws every request's sets once, before the model is loaded: the estimate and the run use the same samples.
+  /// The forget sets leave D one after another, so request r's retain set excludes requests 0..r.
+  void draw_request_sets() {
+    const TokenDataset& ds = *dataset_cache_;
+    std::vector<std::int64_t> targets(static_cast<std::size_t>(ds.num_documents()));
+    for (std::int64_t d = 0; d < ds.num_documents(); ++d)
+      targets[static_cast<std::size_t>(d)] = document_targets(ds.document_tokens(d), window_);
     std::set<std::int64_t> removed;
-    std::int64_t most = 0;
+    request_sets_.clear();
     for (std::size_t r = 0; r < requests_.size(); ++r) {
-      removed.insert(requests_[r].rows.begin(), requests_[r].rows.end());
-      most = std::max(most, request_sets(requests_[r], removed, r).sample_tokens);
+      const Request& req = requests_[r];
+      removed.insert(req.rows.begin(), req.rows.end());
+      RequestSets out;
+      for (std::int64_t d = 0; d < ds.num_documents(); ++d) {
+        const std::int64_t n = targets[static_cast<std::size_t>(d)];
+        if (req.rows.count(d)) {
+          out.n_forget += n;
+        } else if (!removed.count(d) && n > 0 &&
+                   ds.doc_splits[static_cast<std::size_t>(d)] == static_cast<std::uint8_t>(Split::kTrain)) {
+          out.n_retain += n;  // the whole retain set's count, for n_f / n_r
+          out.retain_sample.push_back(d);
+        }
+      }
+      // Every rank sees the same dataset at the same point: these errors are agreed.
+      if (out.n_forget == 0) throw AgreedError("a forget set holds no target tokens (empty documents?)");
+      if (out.retain_sample.empty()) throw AgreedError("no training documents remain outside the forget sets");
+      // A portable shuffle (std::shuffle differs between standard libraries): the same sample everywhere.
+      DataRng(seed_, 0x72657461696eull + r).shuffle(out.retain_sample);
+      out.retain_sample.resize(std::min<std::size_t>(out.retain_sample.size(), static_cast<std::size_t>(retain_sample_)));
+      std::sort(out.retain_sample.begin(), out.retain_sample.end());
+      for (std::int64_t d : out.retain_sample) out.sample_tokens += targets[static_cast<std::size_t>(d)];
+      request_sets_.push_back(std::move(out));
     }
-    return most;
   }
 
   /// This DP replica's single-window rows of `docs` (document i goes to replica i % dp).
@@ -424,11 +421,10 @@ class ForgetCommand final : public Subcommand {
 
   /// One request: returns its report (JSON) and adds its update to `total`.
   std::string run_request(TransformerModel& model, const ProcessGrid& grid, const std::vector<std::size_t>& subset,
-                          const Request& req, const std::set<std::int64_t>& removed, StepPolicy policy,
+                          const Request& req, const RequestSets& sets, StepPolicy policy,
                           ShardedVector& total) {
     const TokenDataset& ds = *dataset_cache_;
     JsonObject phases;
-    const RequestSets sets = request_sets(req, removed, opt_.request);
     const std::int64_t n_forget = sets.n_forget, n_retain = sets.n_retain;
     const std::vector<std::int64_t>& retain_pool = sets.retain_sample;
     const std::vector<std::int64_t> forget_docs(req.rows.begin(), req.rows.end());
@@ -645,6 +641,7 @@ class ForgetCommand final : public Subcommand {
   };
   std::string in_, dataset_, out_, report_, forget_ids_, method_, curvature_, source_, params_, step_policy_,
       memory_limit_, state_dir_, fingerprint_, noise_form_;
+  std::vector<RequestSets> request_sets_;  // one per request, drawn in run() before the model is loaded
   bool forget_canaries_ = false, dry_run_ = false, resume_ = false, stop_used_ = false;
   int state_every_ = 0, stop_after_iteration_ = 0;
   std::optional<SolverStateId> resume_from_;
