@@ -316,19 +316,23 @@ RUNTIME_BYTES = 256 << 20  # forget_estimate.cpp's kRuntimeBytes: LibTorch, MPI,
 
 
 def forget_estimate_memory(m, tp, dp, retain_tokens, dtype="float32", method="newton-cg", fisher_rows=0,
-                           curvature="ggn", rows_per_batch=8):
-    """forget_estimate.cpp's memory, term for term and in its order of operations (for comparison and the unit test)."""
+                           curvature="ggn", rows_per_batch=8, dp_chunks=1):
+    """forget_estimate.cpp's memory, term for term and in its order of operations (for comparison and the unit test).
+    dp_chunks: DP when the solver vectors and Fisher rows are split over DP (--solver-sharding dp)."""
     s = DTYPE_BYTES[dtype]
     P = m.params_local(tp)
     nvec = {"gradient-ascent": 5, "newton-cg": 11}.get(method, 9)
+    chunked = dp_chunks > 1 and method != "gradient-ascent"
+    whole, chunks = (4, nvec - 2) if chunked else (nvec, 0)
+    chunk = -(-P // dp_chunks)
     fisher = method != "newton-cg" and method != "gradient-ascent" or (method == "newton-cg" and curvature == "fisher")
     per_token = 2.0 * m.L * (4 * m.d + 10 * m.d / tp + m.h / tp * m.seq) + 3.0 * m.V / tp
     kept = 3.3 if curvature == "ggn" else 2.3
     keeps_graphs = method == "newton-cg" and curvature != "fisher"
     graph = int(kept * per_token * (retain_tokens / dp) * s) if keeps_graphs else 0
     transient = int(1.3 * per_token * rows_per_batch * m.seq * s)
-    fb = fisher_rows * P * s + fisher_rows ** 2 * 8 if fisher else 0
-    return RUNTIME_BYTES + P * s + nvec * P * s + fb + graph + transient
+    fb = fisher_rows * (chunk if chunked else P) * s + fisher_rows ** 2 * 8 if fisher else 0
+    return RUNTIME_BYTES + P * s + (whole * P + chunks * chunk) * s + fb + graph + transient
 
 # --------------------------------------------------------------------------------------------------------------------
 # validate
@@ -669,7 +673,8 @@ def main():
         res = dict(model=m.name, params=m.params_global(), params_local=m.params_local(a.tp), tp=a.tp, dp=a.dp,
                    machine=mach.name, **t, **mem,
                    forget_estimate_total_bytes=forget_estimate_memory(m, a.tp, a.dp, rows * m.seq, a.dtype, a.method,
-                                                                      a.fisher_rows, a.curvature, a.rows_per_batch))
+                                                                      a.fisher_rows, a.curvature, a.rows_per_batch,
+                                                                      a.dp if a.sharded else 1))
         if a.json:
             print(json.dumps(res, indent=1))
         else:

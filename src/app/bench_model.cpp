@@ -1,6 +1,7 @@
 // `unlearn bench model`: time of forward+backward, one exact H·v and one G·v for preset GPT-2 sizes; FLOP rates
 // against the matrix-product rate measured in the same run; H·v / gradient; TP = 2 against TP = 1 as a fraction of
-// the machine's own 2-rank matrix-product speed-up measured in the same run; peak memory per rank.
+// the machine's own 2-rank matrix-product speed-up measured in the same run; peak memory per rank; Fisher Removal's
+// Woodbury inverse product with 8 and 64 rows against one H·v.
 // Ratios only: every comparison is measured in this one run.
 #include <ATen/ATen.h>
 #include <mpi.h>
@@ -14,6 +15,7 @@
 
 #include "unlearn/app/bench.h"
 #include "unlearn/model/curvature.h"
+#include "unlearn/solver/fisher.h"
 #include "unlearn/util/error.h"
 
 namespace unlearn {
@@ -82,10 +84,15 @@ double forward_flops(const Preset& p) {
 
 struct Timings {
   double grad = 0, hvp = 0, gvp = 0, setup = 0;
+  // Fisher Removal's inverse product (F̂₀ + λI)⁻¹ v by Woodbury with m stored rows, the Gram cached, and the
+  // Gram itself (paid once per request): m = kFisherRows[i].
+  double fisher_solve[2] = {0, 0}, fisher_gram[2] = {0, 0};
 };
+constexpr int kFisherRows[2] = {8, 64};
 
-/// Medians over `reps` of: forward + backward; one H·v on a reused graph; one G·v on a reused Jᵀu.
-Timings time_products(const Preset& p, Communicator& tp, Communicator& dp, int reps) {
+/// Medians over `reps` of: forward + backward; one H·v on a reused graph; one G·v on a reused Jᵀu; with `fisher`,
+/// Fisher Removal's Woodbury product with 8 and 64 rows (random rows: its cost does not depend on their values).
+Timings time_products(const Preset& p, Communicator& tp, Communicator& dp, int reps, bool fisher) {
   TransformerModel model(p.cfg, tp);
   model.init_random(1);
   const Batch batch = bench_batch(p);
@@ -119,7 +126,29 @@ Timings time_products(const Preset& p, Communicator& tp, Communicator& dp, int r
       tg.push_back(t_grad), ts.push_back(t_setup), th.push_back(t_hvp), tgv.push_back(t_gvp);
     }
   }
-  return {median(tg), median(th), median(tgv), median(ts)};
+  Timings out{median(tg), median(th), median(tgv), median(ts)};
+  for (int k = 0; fisher && k < 2; ++k) {
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(77 + k);
+    std::vector<ShardedVector> rows;
+    for (int i = 0; i < kFisherRows[k]; ++i) {
+      ShardedVector row = v.zeros_like();
+      for (std::size_t j = 0; j < row.size(); ++j) row[j].normal_(0.0, 1.0, gen);
+      rows.push_back(std::move(row));
+    }
+    const FisherStore store(std::move(rows), batch.num_targets());
+    double t0 = now();
+    store.gram();
+    out.fisher_gram[k] = now() - t0;
+    std::vector<double> tf;
+    for (int r = 0; r < reps + 1; ++r) {
+      ShardedVector y;
+      t0 = now();
+      store.solve(1e-3, v, y);
+      if (r > 0) tf.push_back(now() - t0);
+    }
+    out.fisher_solve[k] = median(tf);
+  }
+  return out;
 }
 
 /// GFLOP/s of an [m, k] x [k, n] product, median of reps.
@@ -141,10 +170,12 @@ int run_model_benchmark(AppContext& ctx, const ModelBenchOptions& opt) {
   const ProcessGrid& grid = ctx.grid;
   Communicator& world = grid.world();
   const at::ScalarType dtype = parse_dtype_name(opt.dtype);
-  std::ostringstream table, scaling;
+  std::ostringstream table, scaling, fisher;
   table << "| model | params | grad fwd+bwd (s) | H·v (s) | G·v (s) | graph setup (s) | H·v / grad | "
            "grad GFLOP/s | H·v GFLOP/s | matmul GFLOP/s | peak RSS (MiB) |\n"
         << "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+  fisher << "| model | H·v (s) | Woodbury product m = 8 (s) | / H·v (goal <= 0.05) | m = 64 (s) | / H·v | Gram m = 8 / 64 "
+            "(s, once per request) |\n|---|---:|---:|---:|---:|---:|---:|\n";
   scaling << "| model | H·v TP=1 (s) | H·v TP=2 (s) | model speed-up | matmul speed-up (2 ranks) | fraction |\n"
           << "|---|---:|---:|---:|---:|---:|\n";
   auto local_tp = make_local_communicator(), local_dp = make_local_communicator();
@@ -155,7 +186,7 @@ int run_model_benchmark(AppContext& ctx, const ModelBenchOptions& opt) {
     Timings serial;
     double mm1 = 0;
     if (grid.world_rank() == 0) {
-      serial = time_products(p, *local_tp, *local_dp, opt.reps);
+      serial = time_products(p, *local_tp, *local_dp, opt.reps, /*fisher=*/true);
       mm1 = matmul_gflops(p.batch * p.seq, p.cfg.d_model, p.cfg.d_ff, dtype, 10);
     }
     world.barrier();
@@ -168,7 +199,7 @@ int run_model_benchmark(AppContext& ctx, const ModelBenchOptions& opt) {
       const double half = matmul_gflops(p.batch * p.seq, p.cfg.d_model, p.cfg.d_ff / 2, dtype, 10);
       // t1 / t2 for equal total work: t1 = W / mm1, t2 = (W / 2) / (slowest half rate).
       mm2_time_ratio = 2.0 * world.all_reduce_scalar(half, ReduceOp::kMin) / world.all_reduce_scalar(mm1, ReduceOp::kMax);
-      parallel = time_products(p, grid.tp(), grid.dp(), opt.reps);
+      parallel = time_products(p, grid.tp(), grid.dp(), opt.reps, /*fisher=*/false);
     }
     if (grid.world_rank() == 0) {
       std::int64_t n = 0;
@@ -183,6 +214,10 @@ int run_model_benchmark(AppContext& ctx, const ModelBenchOptions& opt) {
                     serial.gvp, serial.setup, serial.hvp / serial.grad, 3 * flops / serial.grad / 1e9,
                     6 * flops / serial.hvp / 1e9, mm1, rss_serial);  // H·v with graph reuse: 6F (docs/scaling.md 1.1)
       table << row;
+      std::snprintf(row, sizeof(row), "| %s | %.4f | %.4f | %.3f | %.4f | %.3f | %.4f / %.4f |\n", p.name, serial.hvp,
+                    serial.fisher_solve[0], serial.fisher_solve[0] / serial.hvp, serial.fisher_solve[1],
+                    serial.fisher_solve[1] / serial.hvp, serial.fisher_gram[0], serial.fisher_gram[1]);
+      fisher << row;
       if (parallel.hvp > 0) {
         const double speedup = serial.hvp / parallel.hvp;
         std::snprintf(row, sizeof(row), "| %s | %.4f | %.4f | %.2f | %.2f | %.2f |\n", p.name, serial.hvp,
@@ -197,6 +232,10 @@ int run_model_benchmark(AppContext& ctx, const ModelBenchOptions& opt) {
                             .add("hvp_s", serial.hvp)
                             .add("gvp_s", serial.gvp)
                             .add("setup_s", serial.setup)
+                            .add("fisher_solve_m8_s", serial.fisher_solve[0])
+                            .add("fisher_solve_m64_s", serial.fisher_solve[1])
+                            .add("fisher_gram_m8_s", serial.fisher_gram[0])
+                            .add("fisher_gram_m64_s", serial.fisher_gram[1])
                             .add("matmul_gflops", mm1)
                             .add("hvp_tp2_s", parallel.hvp)
                             .add("matmul_speedup_2ranks", mm2_time_ratio)
@@ -204,7 +243,8 @@ int run_model_benchmark(AppContext& ctx, const ModelBenchOptions& opt) {
       log_info0(std::string("  ") + p.name + ": H·v/grad " + std::to_string(serial.hvp / serial.grad));
     }
   }
-  std::string out = table.str();
+  std::string out = table.str() + "\nFisher Removal's inverse product (Woodbury, Gram cached) against one H·v:\n\n" +
+                    fisher.str();
   if (world.size() == 2 && grid.tp_size() == 2) out += "\n" + scaling.str();
   log_info0(out);
   write_bench_output(ctx, opt.output, out);

@@ -55,7 +55,7 @@ std::string tensor_norms_json(const ShardedVector& v) {
   JsonObject obj;
   for (std::size_t i = 0; i < v.size(); ++i) {
     double local = v.layout()[i].counted ? v[i].to(at::kDouble).pow(2).sum().item<double>() : 0.0;
-    obj.add(v.layout()[i].name, std::sqrt(v.tp()->all_reduce_scalar(local)));
+    obj.add(v.layout()[i].name, std::sqrt(v.group()->all_reduce_scalar(local)));
   }
   return obj.str();
 }
@@ -127,6 +127,9 @@ class ForgetCommand final : public Subcommand {
         ("seed", po::value<std::uint64_t>(&seed_)->default_value(1234), "retain sampling and noise")
         ("params", po::value<std::string>(&params_)->default_value(""), "regex of the parameters to update (all)")
         ("rows-per-batch", po::value<int>(&rows_per_batch_)->default_value(8), "rows per micro-batch")
+        ("solver-sharding", po::value<std::string>(&solver_sharding_)->default_value("dp"),
+         "dp: with DP > 1 every rank keeps 1/DP of each CG vector and Fisher row, products all-gather and "
+         "reduce-scatter over DP (design 3.4) | none: every DP replica holds them whole")
         ("state-dir", po::value<std::string>(&state_dir_)->value_name("DIR"),
          "CG solver-state checkpoints (cg-r<request>-i<iteration>.h5); SIGTERM/SIGUSR1 save one and stop")
         ("state-every", po::value<int>(&state_every_)->default_value(0)->value_name("K"),
@@ -150,6 +153,8 @@ class ForgetCommand final : public Subcommand {
     parse_gradient_source(source_);
     parse_step_policy(step_policy_);
     parse_noise_form(noise_form_);
+    if (solver_sharding_ != "dp" && solver_sharding_ != "none")
+      throw ConfigError("unknown --solver-sharding '" + solver_sharding_ + "' (dp, none)");
     if (!(opt_.noise_scale >= 0)) throw ConfigError("--noise must be >= 0");
     if (out_.empty() && !dry_run_) throw ConfigError("--output is required (unless --dry-run)");
     if (forget_ids_.empty() && !forget_canaries_)
@@ -238,6 +243,7 @@ class ForgetCommand final : public Subcommand {
     for (const RequestSets& r : request_sets_) shape.retain_tokens = std::max(shape.retain_tokens, r.sample_tokens);
     shape.cg_iterations = opt_.cg.max_iters;
     shape.rows_per_batch = rows_per_batch_;
+    shape.dp_chunks = solver_sharding_ == "dp" ? grid.dp_size() : 1;
     const ForgetEstimate est = estimate_forget(meta.config, grid, shape);
     const std::int64_t limit = memory_limit_ == "auto"
                                    ? available_memory_per_rank(grid)
@@ -436,7 +442,7 @@ class ForgetCommand final : public Subcommand {
     // the forget set and everything else need a plain backward (graphs kept for the forget set cost gigabytes).
     const CurvatureKind kind = parse_curvature(curvature_);
     const bool products = opt_.method == Method::kNewtonCg && kind != CurvatureKind::kFisher;
-    const LossGradient forget_lg = loss_and_gradient(model, grid.dp(), subset, forget_batches);
+    LossGradient forget_lg = loss_and_gradient(model, grid.dp(), subset, forget_batches);
     std::unique_ptr<Curvature> retain_curv;
     LossGradient retain_lg;
     if (products) {
@@ -482,9 +488,15 @@ class ForgetCommand final : public Subcommand {
       apply(model, subset, step, -1.0);  // back to θ: the step policy below applies eta * step
       rep.add("ga_lr", ga_lr_).add("ga_steps", ga_steps_);
     } else {
+      // Design 3.4: with DP > 1 each rank keeps its DP chunk of every solver vector and Fisher row.
+      std::optional<DpPartition> partition;
+      if (solver_sharding_ == "dp" && grid.dp_size() > 1) partition.emplace(forget_lg.gradient, grid.dp(), grid.world());
+      const DpPartition* part = partition ? &*partition : nullptr;
+      const auto chunk = [part](const ShardedVector& v) { return part ? part->slice(v) : v.clone(); };
+      const auto whole = [part](const ShardedVector& v) { return part && v.size() > 0 ? part->gather(v) : v; };
       UnlearnProblem pb;
-      pb.forget_gradient = forget_lg.gradient.clone();
-      pb.retain_gradient = retain_lg.gradient.clone();
+      pb.forget_gradient = chunk(forget_lg.gradient);
+      pb.retain_gradient = chunk(retain_lg.gradient);
       // ∇L_D estimated on forget ∪ retain sample, weighted by the set sizes.
       pb.full_gradient = pb.forget_gradient.clone();
       pb.full_gradient.scale(static_cast<double>(n_forget) / static_cast<double>(n_forget + n_retain));
@@ -492,21 +504,18 @@ class ForgetCommand final : public Subcommand {
                             pb.retain_gradient);
       pb.n_forget = n_forget;
       pb.n_retain = n_retain;
-      for (std::size_t i : subset) {
-        const Parameter& p = model.parameters()[i];
-        pb.placement.push_back({p.global_shape, p.shard_dim, p.shard_start});
-      }
+      pb.placement = part ? slice_placement(placement_of(model, subset), *part) : placement_of(model, subset);
       std::unique_ptr<CurvatureOperator> curvature_op;
       std::unique_ptr<FisherStore> fisher;
       if (!products) {
         std::vector<Batch> docs;
         for (std::int64_t d : retain_pool)
           for (auto& b : batches_of(document_windows(ds.document_tokens(d), window_), 1 << 20)) docs.push_back(b);
-        DocumentGradients dg = document_gradients(model, grid.dp(), subset, docs);
+        DocumentGradients dg = document_gradients(model, grid.dp(), subset, docs, part);
         fisher = std::make_unique<FisherStore>(std::move(dg.rows), dg.total_tokens);
         pb.fisher = fisher.get();
       } else {
-        curvature_op = std::make_unique<CurvatureOperator>(*retain_curv, kind);
+        curvature_op = std::make_unique<CurvatureOperator>(*retain_curv, kind, part);
         pb.curvature = curvature_op.get();
       }
       phases.add("curvature_setup_s", seconds_since(t));
@@ -514,9 +523,14 @@ class ForgetCommand final : public Subcommand {
       // Solver state: resume this request's CG, save it every --state-every iterations, stop on a signal.
       std::optional<CgState> resumed;
       if (resume_from_ && resume_from_->request == static_cast<std::int64_t>(opt_.request)) {
-        resumed = load_solver_state(state_dir_, *resume_from_, pb.forget_gradient, model, grid, subset, fingerprint_);
+        resumed = load_solver_state(state_dir_, *resume_from_, forget_lg.gradient, model, grid, subset, fingerprint_);
+        resumed->x = chunk(resumed->x);
+        resumed->r = chunk(resumed->r);
+        resumed->p = chunk(resumed->p);
         log_info0("  cg resumes after iteration " + std::to_string(resumed->iteration));
       }
+      forget_lg.gradient = ShardedVector();  // the problem holds its own copies (or chunks) from here
+      retain_lg.gradient = ShardedVector();
       const bool saving = !state_dir_.empty() &&
                           (!resume_from_ || static_cast<std::int64_t>(opt_.request) >= resume_from_->request);
       opt_.cg.resume = resumed ? &*resumed : nullptr;
@@ -524,8 +538,11 @@ class ForgetCommand final : public Subcommand {
         const auto sig = grid.world().all_reduce_scalar(std::int64_t{stop_signal_received()}, ReduceOp::kMax);
         const bool stop_here = stop_after_iteration_ > 0 && !stop_used_ && st.iteration == stop_after_iteration_;
         const bool stop = sig != 0 || stop_here;
-        if (saving && (stop || (state_every_ > 0 && st.iteration % state_every_ == 0)))
-          save_solver_state(state_dir_, static_cast<std::int64_t>(opt_.request), st, model, grid, subset, fingerprint_);
+        if (saving && (stop || (state_every_ > 0 && st.iteration % state_every_ == 0))) {
+          // The file holds whole global tensors whatever the layout: DP chunks are gathered for the write.
+          const CgState file{st.iteration, whole(st.x), whole(st.r), whole(st.p), st.rz, st.residual_norm, st.history};
+          save_solver_state(state_dir_, static_cast<std::int64_t>(opt_.request), file, model, grid, subset, fingerprint_);
+        }
         if (stop) stopped_ = Stop{static_cast<int>(sig), st.iteration};
         stop_used_ = stop_used_ || stop_here;
         return stop;
@@ -548,9 +565,9 @@ class ForgetCommand final : public Subcommand {
       if (res.stationarity_ratio > 0.1 && opt_.gradient_source == GradientSource::kForget && grid.world_rank() == 0)
         log_warn("stationarity ratio " + std::to_string(res.stationarity_ratio) +
                  " > 0.1: θ is far from a stationary point; consider --gradient-source retain");
-      step = res.update;
+      step = whole(res.update);
       if (res.noise.size() > 0) {
-        noise = res.noise;
+        noise = whole(res.noise);
         step.axpy(-1.0, noise);
       }
       JsonObject cg;
@@ -640,7 +657,7 @@ class ForgetCommand final : public Subcommand {
     int iteration = 0;
   };
   std::string in_, dataset_, out_, report_, forget_ids_, method_, curvature_, source_, params_, step_policy_,
-      memory_limit_, state_dir_, fingerprint_, noise_form_;
+      memory_limit_, state_dir_, fingerprint_, noise_form_, solver_sharding_;
   std::vector<RequestSets> request_sets_;  // one per request, drawn in run() before the model is loaded
   bool forget_canaries_ = false, dry_run_ = false, resume_ = false, stop_used_ = false;
   int state_every_ = 0, stop_after_iteration_ = 0;

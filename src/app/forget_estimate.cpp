@@ -55,15 +55,21 @@ ForgetEstimate estimate_forget(const ModelConfig& config, const ProcessGrid& gri
   for (std::size_t i : model.select(shape.params_regex)) e.subset_local += model.parameters()[i].value.numel();
   const std::int64_t b = static_cast<std::int64_t>(at::elementSize(config.dtype));
   e.weights_bytes = e.params_local * b;
-  // Vectors of the subset's size alive at once: gradients (forget, retain, full, and the two Curvature objects'),
-  // the right-hand side and update, CG's x, r, p, Ap; gradient ascent keeps the step and one gradient.
+  // Vectors of the subset's size alive at once: gradients (forget, retain, full, and the Curvature object's), the
+  // right-hand side and update, CG's x, r, p, Ap; gradient ascent keeps the step and one gradient. Split over DP
+  // (design 3.4), the solver's vectors are DP chunks, while a product's gathered input, its partial result and the
+  // reduce-scatter buffer stay whole, as do the step, noise and update applied after the solve.
   const bool fisher = shape.method == Method::kFisherRemoval || shape.method == Method::kFisherForgetting ||
                       (shape.method == Method::kNewtonCg && shape.curvature == CurvatureKind::kFisher);
-  e.vectors = shape.method == Method::kGradientAscent ? 5 : shape.method == Method::kNewtonCg ? 11 : 9;
-  e.vectors_bytes = e.vectors * e.subset_local * b;
-  // The Fisher store: m per-document gradients (every DP replica holds all rows) plus the m x m Gram in float64.
-  if (fisher) e.fisher_bytes = shape.retain_documents * e.subset_local * b + shape.retain_documents *
-                                                                                 shape.retain_documents * 8;
+  const int vectors = shape.method == Method::kGradientAscent ? 5 : shape.method == Method::kNewtonCg ? 11 : 9;
+  const bool chunked = shape.dp_chunks > 1 && shape.method != Method::kGradientAscent;
+  e.vectors = chunked ? 4 : vectors;
+  e.chunked_vectors = chunked ? vectors - 2 : 0;
+  const std::int64_t chunk = (e.subset_local + shape.dp_chunks - 1) / shape.dp_chunks;
+  e.vectors_bytes = (e.vectors * e.subset_local + e.chunked_vectors * chunk) * b;
+  // The Fisher store: m per-document gradients (or their DP chunks) plus the m x m Gram in float64.
+  if (fisher) e.fisher_bytes = shape.retain_documents * (chunked ? chunk : e.subset_local) * b +
+                               shape.retain_documents * shape.retain_documents * 8;
   // Reused graphs (forward + create_graph backward) of the retain sample on this DP replica: per token and layer
   // about 4d + 10d/tp + (heads/tp) T saved values, doubled by the second graph, plus three logit-sized tensors;
   // times what LibTorch really keeps beyond that count, measured as peak RSS per retain token on the demo model
@@ -115,8 +121,9 @@ std::string describe(const ForgetEstimate& e, const ProcessGrid& grid) {
   os.precision(3);
   os << "estimate per rank (tp " << grid.tp_size() << " x dp " << grid.dp_size() << "): " << e.params_local
      << " parameters held, " << e.subset_local << " updated\n"
-     << "  memory: weights " << fb(e.weights_bytes) << ", " << e.vectors << " solver vectors "
-     << fb(e.vectors_bytes) << ", Fisher store " << fb(e.fisher_bytes)
+     << "  memory: weights " << fb(e.weights_bytes) << ", solver vectors " << fb(e.vectors_bytes) << " ("
+     << e.vectors << " whole" << (e.chunked_vectors ? " + " + std::to_string(e.chunked_vectors) + " in DP chunks" : "")
+     << "), Fisher store " << fb(e.fisher_bytes)
      << ", reused graphs ~" << fb(e.graph_bytes) << ", one micro-batch ~" << fb(e.transient_bytes)
      << ", runtime ~" << fb(kRuntimeBytes) << "; total ~" << fb(e.total_bytes) << "\n"
      << "  time: matmul " << e.matmul_gflops << " GFLOP/s here; ~" << e.setup_s << " s graph setup, ~" << e.product_s
@@ -126,7 +133,8 @@ std::string describe(const ForgetEstimate& e, const ProcessGrid& grid) {
 
 std::string to_json(const ForgetEstimate& e) {
   return JsonObject().add("params_local", e.params_local).add("subset_local", e.subset_local)
-      .add("weights_bytes", e.weights_bytes).add("vectors", e.vectors).add("vectors_bytes", e.vectors_bytes)
+      .add("weights_bytes", e.weights_bytes).add("vectors", e.vectors)
+      .add("chunked_vectors", e.chunked_vectors).add("vectors_bytes", e.vectors_bytes)
       .add("fisher_bytes", e.fisher_bytes).add("graph_bytes", e.graph_bytes)
       .add("transient_bytes", e.transient_bytes).add("runtime_bytes", kRuntimeBytes).add("total_bytes", e.total_bytes)
       .add("matmul_gflops", e.matmul_gflops).add("product_s", e.product_s).add("setup_s", e.setup_s)

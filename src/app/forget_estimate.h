@@ -20,13 +20,15 @@ struct ForgetShape {
   std::int64_t retain_tokens = 0;     // upper bound of the retain sample's target tokens
   int cg_iterations = 50;
   std::int64_t rows_per_batch = 8;    // rows of max_positions per micro-batch
+  int dp_chunks = 1;                  // DP when solver vectors and Fisher rows are split over DP (design 3.4)
 };
 
 struct ForgetEstimate {
   std::int64_t params_local = 0, subset_local = 0;  // elements on this rank
   std::int64_t weights_bytes = 0, vectors_bytes = 0, fisher_bytes = 0, graph_bytes = 0, transient_bytes = 0;
   std::int64_t total_bytes = 0;  // the terms plus the runtime's fixed footprint
-  int vectors = 0;                                  // solver vectors of the subset's size
+  int vectors = 0;          // whole vectors of the subset's size (this rank's TP shards)
+  int chunked_vectors = 0;  // vectors of which this rank keeps a DP chunk (1 / dp_chunks of the subset)
   double matmul_gflops = 0;                         // measured on this rank, now
   double product_s = 0, setup_s = 0, solve_s = 0;   // per curvature product, graph setup, whole solve
 };

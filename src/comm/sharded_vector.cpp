@@ -1,4 +1,4 @@
-// ShardedVector: local vector algebra plus the TP reduction of dot products.
+// ShardedVector: local vector algebra plus the group reduction of dot products.
 #include "unlearn/comm/sharded_vector.h"
 
 #include <ATen/ATen.h>
@@ -9,11 +9,11 @@
 
 namespace unlearn {
 
-ShardedVector::ShardedVector(std::vector<at::Tensor> shards, std::vector<ShardLayout> layout, Communicator* tp)
-    : shards_(std::move(shards)), layout_(std::move(layout)), tp_(tp) {
+ShardedVector::ShardedVector(std::vector<at::Tensor> shards, std::vector<ShardLayout> layout, Communicator* group)
+    : shards_(std::move(shards)), layout_(std::move(layout)), group_(group) {
   UNLEARN_CHECK(shards_.size() == layout_.size(), "ShardedVector: " << shards_.size() << " shards but "
                                                                     << layout_.size() << " layout entries");
-  UNLEARN_CHECK(tp_ != nullptr, "ShardedVector: a TP communicator is required");
+  UNLEARN_CHECK(group_ != nullptr, "ShardedVector: a communicator is required");
 }
 
 void ShardedVector::check_compatible(const ShardedVector& other, const char* what) const {
@@ -29,14 +29,14 @@ ShardedVector ShardedVector::zeros_like() const {
   std::vector<at::Tensor> z;
   z.reserve(shards_.size());
   for (const auto& s : shards_) z.push_back(at::zeros_like(s));
-  return ShardedVector(std::move(z), layout_, tp_);
+  return ShardedVector(std::move(z), layout_, group_);
 }
 
 ShardedVector ShardedVector::clone() const {
   std::vector<at::Tensor> c;
   c.reserve(shards_.size());
   for (const auto& s : shards_) c.push_back(s.detach().clone());
-  return ShardedVector(std::move(c), layout_, tp_);
+  return ShardedVector(std::move(c), layout_, group_);
 }
 
 double ShardedVector::local_dot(const ShardedVector& other) const {
@@ -52,7 +52,7 @@ double ShardedVector::local_dot(const ShardedVector& other) const {
 }
 
 double ShardedVector::dot(const ShardedVector& other) const {
-  const double d = tp_->all_reduce_scalar(local_dot(other));  // one TP all-reduce of 8 bytes
+  const double d = group_->all_reduce_scalar(local_dot(other));  // one all-reduce of 8 bytes
   if (!std::isfinite(d)) UNLEARN_THROW(Error, "ShardedVector::dot: non-finite result (" << d << ")");
   return d;
 }
@@ -77,7 +77,7 @@ std::int64_t ShardedVector::global_numel() const {
   std::int64_t n = 0;
   for (std::size_t i = 0; i < shards_.size(); ++i)
     if (layout_[i].counted) n += shards_[i].numel();
-  return tp_->all_reduce_scalar(n);
+  return group_->all_reduce_scalar(n);
 }
 
 }  // namespace unlearn

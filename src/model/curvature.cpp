@@ -80,8 +80,11 @@ Curvature::Curvature(const TransformerModel& model, Communicator& dp, std::vecto
 
 Curvature::~Curvature() = default;
 
-ShardedVector Curvature::reduce_over_dp(std::vector<at::Tensor> local) {
-  return sum_over_dp(model_, dp_, subset_, std::move(local));
+ShardedVector Curvature::reduce_over_dp(std::vector<at::Tensor> local, DpReduction reduction) {
+  if (reduction == DpReduction::kAllReduce) return sum_over_dp(model_, dp_, subset_, std::move(local));
+  std::vector<ShardLayout> layout;
+  for (std::size_t i : subset_) layout.push_back(model_.parameters()[i].layout);
+  return ShardedVector(std::move(local), std::move(layout), &model_.tp());
 }
 
 Curvature::MicroBatch& Curvature::graph(std::size_t i, bool need_jtu) {
@@ -141,7 +144,7 @@ void Curvature::prepare(std::vector<Batch> batches) {
   gradient_ = reduce_over_dp(std::move(grad));
 }
 
-ShardedVector Curvature::hvp(const ShardedVector& v) {
+ShardedVector Curvature::hvp(const ShardedVector& v, DpReduction reduction) {
   check_same_layout(v, subset_, model_);
   const auto inputs = inputs_of(model_, subset_);
   std::vector<at::Tensor> acc;
@@ -161,10 +164,10 @@ ShardedVector Curvature::hvp(const ShardedVector& v) {
     release(i);
   }
   ++products_;
-  return reduce_over_dp(std::move(acc));
+  return reduce_over_dp(std::move(acc), reduction);
 }
 
-ShardedVector Curvature::gvp(const ShardedVector& v) {
+ShardedVector Curvature::gvp(const ShardedVector& v, DpReduction reduction) {
   check_same_layout(v, subset_, model_);
   const auto inputs = inputs_of(model_, subset_);
   std::vector<at::Tensor> acc;
@@ -191,11 +194,12 @@ ShardedVector Curvature::gvp(const ShardedVector& v) {
     release(i);
   }
   ++products_;
-  return reduce_over_dp(std::move(acc));
+  return reduce_over_dp(std::move(acc), reduction);
 }
 
 DocumentGradients document_gradients(const TransformerModel& model, Communicator& dp,
-                                     const std::vector<std::size_t>& subset, const std::vector<Batch>& documents) {
+                                     const std::vector<std::size_t>& subset, const std::vector<Batch>& documents,
+                                     const DpPartition* partition) {
   DocumentGradients out;
   const auto inputs = inputs_of(model, subset);
   std::vector<ShardLayout> layout;
@@ -225,7 +229,8 @@ DocumentGradients document_gradients(const TransformerModel& model, Communicator
         off += g.numel();
       }
     }
-    out.rows.emplace_back(std::move(grads), layout, &model.tp());
+    ShardedVector row(std::move(grads), layout, &model.tp());
+    out.rows.push_back(partition ? partition->slice(row) : std::move(row));
   }
   return out;
 }

@@ -21,7 +21,7 @@ at::Tensor FisherStore::project(const ShardedVector& x) const {
   at::Tensor ux = at::empty({m}, at::TensorOptions().dtype(at::kDouble));
   auto* p = ux.data_ptr<double>();
   for (std::int64_t i = 0; i < m; ++i) p[i] = rows_[static_cast<std::size_t>(i)].local_dot(x);
-  rows_[0].tp()->all_reduce(ux, ReduceOp::kSum);  // m numbers, one all-reduce
+  rows_[0].group()->all_reduce(ux, ReduceOp::kSum);  // m numbers, one all-reduce
   return ux;
 }
 
@@ -43,7 +43,7 @@ const at::Tensor& FisherStore::gram() const {
     for (std::int64_t i = 0; i < m; ++i)
       for (std::int64_t j = 0; j <= i; ++j)
         a[i][j] = a[j][i] = rows_[static_cast<std::size_t>(i)].local_dot(rows_[static_cast<std::size_t>(j)]);
-    rows_[0].tp()->all_reduce(gram_, ReduceOp::kSum);  // m² numbers, one all-reduce
+    rows_[0].group()->all_reduce(gram_, ReduceOp::kSum);  // m² numbers, one all-reduce
   }
   return gram_;
 }
@@ -124,6 +124,28 @@ double philox_gaussian(std::uint64_t key, std::uint64_t element) {
 
 }  // namespace
 
+std::vector<ShardPlacement> placement_of(const TransformerModel& model, const std::vector<std::size_t>& subset) {
+  std::vector<ShardPlacement> out;
+  for (std::size_t i : subset) {
+    const Parameter& p = model.parameters()[i];
+    ShardPlacement pl;
+    pl.global_shape = p.global_shape;
+    pl.shard_dim = p.shard_dim;
+    pl.shard_start = p.shard_start;
+    out.push_back(std::move(pl));
+  }
+  return out;
+}
+
+std::vector<ShardPlacement> slice_placement(const std::vector<ShardPlacement>& whole, const DpPartition& partition) {
+  std::vector<ShardPlacement> out = whole;
+  for (std::size_t t = 0; t < out.size(); ++t) {
+    out[t].shard_shape = partition.shape(t);
+    out[t].flat_offset = partition.offset(t);
+  }
+  return out;
+}
+
 ShardedVector philox_normal(const ShardedVector& like, const std::vector<ShardPlacement>& placement,
                             std::uint64_t seed, std::uint64_t request) {
   UNLEARN_CHECK(placement.size() == like.size(), "philox_normal: placement of " << placement.size() << " entries for "
@@ -132,12 +154,20 @@ ShardedVector philox_normal(const ShardedVector& like, const std::vector<ShardPl
   for (std::size_t t = 0; t < like.size(); ++t) {
     const ShardPlacement& pl = placement[t];
     const std::uint64_t key = mix(mix(seed, request), t);
-    const at::Tensor local_shape_probe = like[t];
-    at::Tensor buf = at::empty(local_shape_probe.sizes(), at::TensorOptions().dtype(at::kDouble));
+    const std::vector<std::int64_t> shard = pl.shard_shape.empty() ? like[t].sizes().vec() : pl.shard_shape;
+    const auto dims = static_cast<std::int64_t>(shard.size());
+    UNLEARN_CHECK(dims == static_cast<std::int64_t>(pl.global_shape.size()),
+                  "philox_normal: entry " << t << " has " << dims << " dimensions, its global tensor "
+                                          << pl.global_shape.size());
+    at::Tensor buf = at::empty({like[t].numel()}, at::TensorOptions().dtype(at::kDouble));
     auto* dst = buf.data_ptr<double>();
-    const auto dims = static_cast<std::int64_t>(pl.global_shape.size());
-    // Walk the local elements in row-major order and map each to its global flat index.
+    // Walk the local elements in row-major order of the TP shard from flat_offset, mapping each to its global
+    // flat index.
     std::vector<std::int64_t> idx(static_cast<std::size_t>(dims), 0);
+    for (std::int64_t d = dims - 1, rest = pl.flat_offset; d >= 0; --d) {
+      idx[static_cast<std::size_t>(d)] = rest % shard[static_cast<std::size_t>(d)];
+      rest /= shard[static_cast<std::size_t>(d)];
+    }
     const std::int64_t n = buf.numel();
     for (std::int64_t e = 0; e < n; ++e) {
       std::uint64_t global = 0;
@@ -148,11 +178,11 @@ ShardedVector philox_normal(const ShardedVector& like, const std::vector<ShardPl
       }
       dst[e] = philox_gaussian(key, global);
       for (std::int64_t d = dims - 1; d >= 0; --d) {  // next local multi-index
-        if (++idx[static_cast<std::size_t>(d)] < buf.size(d)) break;
+        if (++idx[static_cast<std::size_t>(d)] < shard[static_cast<std::size_t>(d)]) break;
         idx[static_cast<std::size_t>(d)] = 0;
       }
     }
-    out[t].copy_(buf);
+    out[t].copy_(buf.view(like[t].sizes()));
   }
   return out;
 }

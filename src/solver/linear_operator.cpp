@@ -22,12 +22,20 @@ std::string to_string(CurvatureKind kind) {
   return "?";
 }
 
-CurvatureOperator::CurvatureOperator(Curvature& curvature, CurvatureKind kind) : curvature_(curvature), kind_(kind) {
+CurvatureOperator::CurvatureOperator(Curvature& curvature, CurvatureKind kind, const DpPartition* partition)
+    : curvature_(curvature), kind_(kind), partition_(partition) {
   UNLEARN_CHECK(kind != CurvatureKind::kFisher, "CurvatureOperator: the Fisher uses FisherOperator");
 }
 
 void CurvatureOperator::apply(const ShardedVector& x, ShardedVector& y) {
-  y = kind_ == CurvatureKind::kHessian ? curvature_.hvp(x) : curvature_.gvp(x);
+  if (!partition_) {
+    y = kind_ == CurvatureKind::kHessian ? curvature_.hvp(x) : curvature_.gvp(x);
+    return;
+  }
+  const ShardedVector whole = partition_->gather(x);
+  const ShardedVector partial = kind_ == CurvatureKind::kHessian ? curvature_.hvp(whole, DpReduction::kLocal)
+                                                                 : curvature_.gvp(whole, DpReduction::kLocal);
+  y = partition_->reduce_scatter(partial);
 }
 
 void FisherOperator::apply(const ShardedVector& x, ShardedVector& y) { store_.apply(x, y); }

@@ -40,4 +40,6 @@ check "metrics file" 0 "grid: world 2" -- $mpi "$bin" info --metrics "$tmp/m.jso
 grep -q '"event": "start"' "$tmp/m.jsonl" && grep -q '"config": {' "$tmp/m.jsonl" && grep -q '"event": "end"' "$tmp/m.jsonl" \
   || { echo "FAIL: metrics file lacks start/config/end records"; cat "$tmp/m.jsonl"; fail=1; }
 check "bench comm small" 0 "ratio raw/ours" -- $mpi "$bin" bench comm --min-bytes 4K --max-bytes 16K --reps 3 --warmup 1
+check "bench model tiny" 0 "Woodbury product m = 8" -- $mpi "$bin" bench model --tp 2 --sizes tiny \
+  --reps 1
 exit $fail

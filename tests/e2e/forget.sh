@@ -3,7 +3,8 @@
 # planted canaries, init a checkpoint, remove the canary documents with fisher-removal and newton-cg at 1 and 2
 # ranks (TP = 2); the output checkpoints and reports exist, the report names documents by id only, the forget loss
 # rises; gradient ascent, backtracking, sequential requests, --dry-run and the memory refusal work; a Newton-CG
-# stopped after a CG iteration resumes bit-identically from its solver state; bad input
+# stopped after a CG iteration resumes bit-identically from its solver state (TP = 2, and DP = 2 with the solver
+# vectors in DP chunks, which give the update of whole ones); bad input
 # (unknown id, existing output) fails with one message. Env: UNLEARN_BIN, MPIEXEC.
 set -u
 bin=${UNLEARN_BIN:?} mpi2="${MPIEXEC:-mpiexec} -n 2 --oversubscribe --bind-to none"
@@ -20,6 +21,10 @@ check "fisher-removal np2 tp2" 0 "wrote .*fr2.h5" -- $mpi2 "$bin" forget --tp 2 
   --output "$tmp/fr2.h5"
 check "newton-cg ggn np2 dp2" 0 "cg +[0-9]+ +rel. residual" -- $mpi2 "$bin" forget "${common[@]}" --method newton-cg \
   --curvature ggn --cg-max-iters 5 --output "$tmp/ncg.h5"
+check "newton-cg ggn np2 dp2, solver vectors whole" 0 "wrote" -- $mpi2 "$bin" forget "${common[@]}" \
+  --method newton-cg --curvature ggn --cg-max-iters 5 --solver-sharding none --output "$tmp/ncg-whole.h5"
+check "fisher-forgetting np2 dp2" 0 "wrote" -- $mpi2 "$bin" forget "${common[@]}" --method fisher-forgetting \
+  --noise 1e-8 --output "$tmp/ff-dp.h5"
 check "fisher-forgetting np2" 0 "wrote" -- $mpi2 "$bin" forget --tp 2 "${common[@]}" --method fisher-forgetting \
   --noise 1e-8 --output "$tmp/ff.h5"
 check "fisher-forgetting diagonal noise np2" 0 "wrote" -- $mpi2 "$bin" forget --tp 2 "${common[@]}" \
@@ -53,6 +58,17 @@ for r, ranks in ((r1, 1), (r2, 2)):
     assert u["comm_calls"] > 0 and u["wall_s"] > 0, u
 assert r2["resources"]["comm_bytes"] > r1["resources"]["comm_bytes"], (r1["resources"], r2["resources"])
 f1 = ff["request_reports"][0]
+# Design 3.4: solver vectors and Fisher rows in DP chunks give the update of whole ones and of TP = 2 (float64).
+ncg, whole, ffdp = (json.load(open(tmp + n)) for n in ("/ncg.h5.report.json", "/ncg-whole.h5.report.json",
+                                                       "/ff-dp.h5.report.json"))
+assert (ncg["config"]["solver-sharding"], whole["config"]["solver-sharding"]) == ("dp", "none")
+assert ncg["estimate"]["chunked_vectors"] > 0 and whole["estimate"]["chunked_vectors"] == 0
+assert ncg["estimate"]["vectors_bytes"] < whole["estimate"]["vectors_bytes"]
+assert abs(ncg["update_norm"] - whole["update_norm"]) <= 1e-10 * whole["update_norm"], (ncg["update_norm"], whole["update_norm"])
+fd1 = ffdp["request_reports"][0]
+for k in ("step_norm", "noise_norm", "noise_norm_inside_span_u"):
+    assert abs(fd1[k] - f1[k]) <= 1e-10 * f1[k], (k, fd1[k], f1[k])
+assert ffdp["estimate"]["fisher_bytes"] < ff["estimate"]["fisher_bytes"], (ffdp["estimate"], ff["estimate"])
 assert f1["noise_norm"] > 0 and f1["noise_norm_outside_span_u"] > f1["noise_norm_inside_span_u"]
 ffd = json.load(open(tmp + "/ffd.h5.report.json"))
 d1 = ffd["request_reports"][0]
@@ -98,18 +114,21 @@ assert r2["n_retain"] < r1["n_retain"] + r1["n_forget"], "request 2's retain set
 print("ok   reports: gradient ascent forget loss %.3f -> %.3f; backtrack %d tries to eta %g; 2 requests"
       % (ga["forget_loss_before"], ga["forget_loss_after"], len(tries), bt["eta"]))
 PY
-# Solver state: stop after CG iteration 3 with its state, resume, and end bit-identical to an uninterrupted run.
-ncg=(--tp 2 --checkpoint "$tmp/init.h5" --dataset "$tmp/ds.h5" --forget-canaries --retain-sample 12
+# Solver state: stop after CG iteration 3 with its state, resume, and end bit-identical to an uninterrupted run;
+# at TP = 2 and at DP = 2 (CG vectors in DP chunks, gathered into the state file).
+for tp in 2 1; do
+ncg=(--tp $tp --checkpoint "$tmp/init.h5" --dataset "$tmp/ds.h5" --forget-canaries --retain-sample 12
      --method newton-cg --curvature ggn --damping 0.01 --cg-max-iters 6 --cg-rtol 1e-12)
-check "newton-cg uninterrupted" 0 "wrote" -- $mpi2 "$bin" forget "${ncg[@]}" --output "$tmp/ncgA.h5"
-check "newton-cg stops after iteration 3" 0 "stopped at request 1, CG iteration 3 with its state" -- $mpi2 "$bin" \
-  forget "${ncg[@]}" --state-dir "$tmp/st" --state-every 2 --stop-after-iteration 3 --output "$tmp/ncgB.h5"
-[ ! -e "$tmp/ncgB.h5" ] && [ -e "$tmp/st/cg-r000-i000002.h5" ] && [ -e "$tmp/st/cg-r000-i000003.h5" ] \
-  || { echo "FAIL: expected states at iterations 2 and 3 and no output"; ls "$tmp/st"; fail=1; }
-check "newton-cg resumes" 0 "cg resumes after iteration 3" -- $mpi2 "$bin" forget "${ncg[@]}" --state-dir "$tmp/st" \
-  --state-every 2 --resume --output "$tmp/ncgB.h5"
+check "newton-cg tp $tp uninterrupted" 0 "wrote" -- $mpi2 "$bin" forget "${ncg[@]}" --output "$tmp/ncgA$tp.h5"
+check "newton-cg tp $tp stops after iteration 3" 0 "stopped at request 1, CG iteration 3 with its state" -- $mpi2 \
+  "$bin" forget "${ncg[@]}" --state-dir "$tmp/st$tp" --state-every 2 --stop-after-iteration 3 --output "$tmp/ncgB$tp.h5"
+[ ! -e "$tmp/ncgB$tp.h5" ] && [ -e "$tmp/st$tp/cg-r000-i000002.h5" ] && [ -e "$tmp/st$tp/cg-r000-i000003.h5" ] \
+  || { echo "FAIL: expected states at iterations 2 and 3 and no output"; ls "$tmp/st$tp"; fail=1; }
+check "newton-cg tp $tp resumes" 0 "cg resumes after iteration 3" -- $mpi2 "$bin" forget "${ncg[@]}" \
+  --state-dir "$tmp/st$tp" --state-every 2 --resume --output "$tmp/ncgB$tp.h5"
+done
 check "resume with other options" 1 "cannot resume from .*other unlearning options" -- $mpi2 "$bin" forget \
-  "${ncg[@]}" --seed 99 --state-dir "$tmp/st" --resume --output "$tmp/ncgC.h5"
+  "${ncg[@]}" --seed 99 --state-dir "$tmp/st1" --resume --output "$tmp/ncgC.h5"
 expect_one_error
 /usr/bin/python3 - "$tmp" <<'PY' || fail=1
 import json, sys
@@ -121,14 +140,15 @@ def content(path):
         tensors = {}
         f.visititems(lambda n, o: tensors.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset) else None)
     return attrs, tensors
-a_attrs, a = content(tmp + "/ncgA.h5")
-b_attrs, b = content(tmp + "/ncgB.h5")
-assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a), "resumed CG differs"
-assert a_attrs == b_attrs
-rb = json.load(open(tmp + "/ncgB.h5.report.json"))
-assert rb["resumed_from"] == {"request": 1, "iteration": 3}, rb["resumed_from"]
-assert len(rb["request_reports"][0]["cg"]["history"]) == 6
-print("ok   resumed Newton-CG is bit-identical to the uninterrupted run (%d tensors)" % len(a))
+for tp in (2, 1):
+    a_attrs, a = content(tmp + "/ncgA%d.h5" % tp)
+    b_attrs, b = content(tmp + "/ncgB%d.h5" % tp)
+    assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a), "resumed CG differs at tp %d" % tp
+    assert a_attrs == b_attrs
+    rb = json.load(open(tmp + "/ncgB%d.h5.report.json" % tp))
+    assert rb["resumed_from"] == {"request": 1, "iteration": 3}, rb["resumed_from"]
+    assert len(rb["request_reports"][0]["cg"]["history"]) == 6
+    print("ok   resumed Newton-CG at tp %d is bit-identical to the uninterrupted run (%d tensors)" % (tp, len(a)))
 PY
 check "an id in two requests" 1 "is in more than one request" -- "$bin" forget --checkpoint "$tmp/init.h5" \
   --dataset "$tmp/ds.h5" --forget-ids "1,2;2,3" --output "$tmp/z.h5"

@@ -243,11 +243,7 @@ TEST(SolverDense, EmpiricalFisherMatchesTheGgnOnTheModelsOwnDistribution) {
 
 TEST(Philox, NoiseIsStandardNormalAndKeyed) {
   Tiny s;
-  std::vector<ShardPlacement> place;
-  for (std::size_t i : s.all) {
-    const Parameter& p = s.model.parameters()[i];
-    place.push_back({p.global_shape, p.shard_dim, p.shard_start});
-  }
+  const std::vector<ShardPlacement> place = placement_of(s.model, s.all);
   const ShardedVector like = s.model.zeros(s.all);
   const at::Tensor a = flatten(philox_normal(like, place, 7, 0));
   const at::Tensor a2 = flatten(philox_normal(like, place, 7, 0));

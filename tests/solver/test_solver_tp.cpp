@@ -1,6 +1,7 @@
 // Layout independence of the solver (float64): for every TP x DP layout of the world, the Philox noise is
 // bit-identical to the serial draw, per-document gradients, the Woodbury inverse and the F^-1/4 transform equal the
-// serial values (1e-10), and CG on the damped GGN with a fixed iteration count equals the serial iterate (1e-9).
+// serial values (1e-10), and CG on the damped GGN with a fixed iteration count equals the serial iterate (1e-9);
+// all of it again with the solver vectors and Fisher rows split over DP (design 3.4).
 #include <gtest/gtest.h>
 
 #include "solver_fixtures.h"
@@ -10,15 +11,6 @@
 
 namespace unlearn::testing {
 namespace {
-
-std::vector<ShardPlacement> placement_of(const TransformerModel& m, const std::vector<std::size_t>& subset) {
-  std::vector<ShardPlacement> out;
-  for (std::size_t i : subset) {
-    const Parameter& p = m.parameters()[i];
-    out.push_back({p.global_shape, p.shard_dim, p.shard_start});
-  }
-  return out;
-}
 
 TEST(SolverLayouts, NoiseFisherAndCgMatchSerial) {
   const auto world = std::shared_ptr<Communicator>(make_mpi_communicator(MPI_COMM_WORLD));
@@ -72,21 +64,50 @@ TEST(SolverLayouts, NoiseFisherAndCgMatchSerial) {
     EXPECT_LE(worst_rel_err(diag, ref_diag, model, all), 1e-10);
     // CG on the damped GGN with each DP rank holding half the sample rows.
     Curvature curv(model, grid.dp(), all);
-    Batch part = sample;
+    Batch my_rows = sample;
     if (grid.dp_size() > 1) {
       const std::int64_t rows = sample.tokens.size(0);
       const Range r = split_range(rows, grid.dp_size(), grid.dp_rank());
-      part.tokens = sample.tokens.narrow(0, r.start, r.size);
-      part.targets = sample.targets.narrow(0, r.start, r.size);
-      part.segments = sample.segments.narrow(0, r.start, r.size);
-      part.positions = sample.positions.narrow(0, r.start, r.size);
+      my_rows.tokens = sample.tokens.narrow(0, r.start, r.size);
+      my_rows.targets = sample.targets.narrow(0, r.start, r.size);
+      my_rows.segments = sample.segments.narrow(0, r.start, r.size);
+      my_rows.positions = sample.positions.narrow(0, r.start, r.size);
     }
-    curv.prepare({part});
+    curv.prepare({my_rows});
     CurvatureOperator G(curv, CurvatureKind::kGgn);
     DampedOperator A(G, 0.1);
     const CgResult res = solve_cg(A, v, x, fixed);
     EXPECT_EQ(res.iterations, 10);
     EXPECT_LE(worst_rel_err(x, ref_cg, model, all), 1e-9);
+
+    // Design 3.4: the same with the Fisher rows and the CG vectors split over DP (each rank keeps 1/DP of its
+    // TP shard); gathered back, every result equals the serial one.
+    const DpPartition part(model.zeros(all), grid.dp(), grid.world());
+    const ShardedVector noise_part = philox_normal(part.slice(model.zeros(all)),
+                                                   slice_placement(placement_of(model, all), part), 99, 3);
+    const ShardedVector noise_whole = part.gather(noise_part);
+    for (std::size_t j = 0; j < all.size(); ++j)
+      EXPECT_TRUE(noise_whole[j].equal(noise[j])) << "DP chunks of the noise: " << model.parameters()[all[j]].name;
+    DocumentGradients chunks = document_gradients(model, grid.dp(), all, docs, &part);
+    for (std::size_t j = 0; j < all.size(); ++j) EXPECT_EQ(chunks.rows[0][j].numel(), part.length(j));
+    const FisherStore sharded_store(chunks.rows, chunks.total_tokens);
+    const ShardedVector v_part = part.slice(v);
+    ShardedVector wood_part, root_part, diag_part, x_part;
+    sharded_store.solve(1e-2, v_part, wood_part);
+    sharded_store.inverse_quartic_root(1e-2, v_part, root_part);
+    sharded_store.inverse_sqrt_diagonal(1e-2, v_part, diag_part);
+    EXPECT_LE(worst_rel_err(part.gather(wood_part), ref_wood, model, all), 1e-10);
+    EXPECT_LE(worst_rel_err(part.gather(root_part), ref_root, model, all), 1e-10);
+    EXPECT_LE(worst_rel_err(part.gather(diag_part), ref_diag, model, all), 1e-10);
+    const auto [inside, outside] = store.split_norms(v);
+    const auto [inside_part, outside_part] = sharded_store.split_norms(v_part);
+    EXPECT_NEAR(inside_part, inside, 1e-10 * inside);
+    EXPECT_NEAR(outside_part, outside, 1e-10 * outside);
+    CurvatureOperator G_part(curv, CurvatureKind::kGgn, &part);
+    DampedOperator A_part(G_part, 0.1);
+    const CgResult res_part = solve_cg(A_part, v_part, x_part, fixed);
+    EXPECT_EQ(res_part.iterations, 10);
+    EXPECT_LE(worst_rel_err(part.gather(x_part), ref_cg, model, all), 1e-9);
   }
 }
 

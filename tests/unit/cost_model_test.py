@@ -45,6 +45,14 @@ per_tok = 2 * 2 * (4 * 64 + 10 * 64 + 4 * 64) + 3 * 256
 check(per_tok == 5376, "XS per-token values")
 hand_est = 268435456 + 482304 + 5305344 + int(3.3 * 5376.0 * 4920 * 4) + int(1.3 * 5376.0 * 8 * 64 * 4)
 check(cm.forget_estimate_memory(xs, 1, 1, 4920) == hand_est, "forget_estimate memory = the C++ formula")
+# With the solver in DP chunks (design 3.4), DP 2: 4 whole vectors and 9 chunks of ceil(120,576 / 2); fisher-removal
+# with 16 rows: 4 whole + 7 chunks, the rows in chunks, the 16 x 16 Gram in float64, no graphs.
+P = 120576
+hand_dp = 268435456 + P * 4 + (4 * P + 9 * 60288) * 4 + int(3.3 * 5376.0 * 2460 * 4) + int(1.3 * 5376.0 * 8 * 64 * 4)
+check(cm.forget_estimate_memory(xs, 1, 2, 4920, dp_chunks=2) == hand_dp, "forget_estimate memory, DP chunks")
+hand_fr = 268435456 + P * 4 + (4 * P + 7 * 60288) * 4 + 16 * 60288 * 4 + 16 * 16 * 8 + int(1.3 * 5376.0 * 8 * 64 * 4)
+check(cm.forget_estimate_memory(xs, 1, 2, 4920, method="fisher-removal", fisher_rows=16, dp_chunks=2) == hand_fr,
+      "forget_estimate memory, fisher-removal in DP chunks")
 
 # The cost model's own memory on a hand case: XS, TP 1, DP 2, H·v, reuse, unsharded float32, per DP rank 2
 # micro-batches of 8 x 64 tokens and one forget row of 64 (no memory: a plain backward).

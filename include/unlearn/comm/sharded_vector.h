@@ -23,21 +23,22 @@ struct ShardLayout {
 class ShardedVector {
  public:
   ShardedVector() = default;
-  /// `tp` is the group over which shards add up; it must outlive the vector.
-  ShardedVector(std::vector<at::Tensor> shards, std::vector<ShardLayout> layout, Communicator* tp);
+  /// `group` is the group over which local pieces add up to the global vector: the TP group for whole TP shards,
+  /// the world for shards split over DP as well (DpPartition). It must outlive the vector.
+  ShardedVector(std::vector<at::Tensor> shards, std::vector<ShardLayout> layout, Communicator* group);
 
   std::size_t size() const { return shards_.size(); }
   at::Tensor& operator[](std::size_t i) { return shards_[i]; }
   const at::Tensor& operator[](std::size_t i) const { return shards_[i]; }
   const std::vector<at::Tensor>& shards() const { return shards_; }
   const std::vector<ShardLayout>& layout() const { return layout_; }
-  Communicator* tp() const { return tp_; }
+  Communicator* group() const { return group_; }
 
   /// A vector of zeros (or a deep copy) with this vector's layout.
   ShardedVector zeros_like() const;
   ShardedVector clone() const;
 
-  /// Global dot product in float64, each replicated entry counted once; one all-reduce over the TP group.
+  /// Global dot product in float64, each replicated entry counted once; one all-reduce over the group.
   double dot(const ShardedVector& other) const;
   double norm() const;
   /// Local sums of <a, b> over counted entries (no communication), for callers that fuse reductions.
@@ -54,7 +55,7 @@ class ShardedVector {
 
   std::vector<at::Tensor> shards_;
   std::vector<ShardLayout> layout_;
-  Communicator* tp_ = nullptr;
+  Communicator* group_ = nullptr;
 };
 
 }  // namespace unlearn

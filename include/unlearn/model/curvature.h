@@ -6,6 +6,7 @@
 #include <memory>
 #include <vector>
 
+#include "unlearn/comm/dp_partition.h"
 #include "unlearn/comm/sharded_vector.h"
 #include "unlearn/model/transformer.h"
 
@@ -15,6 +16,10 @@ enum class GraphMode {
   kReuse,      // keep the first backward's graph (and Jᵀu) across products: fast, more memory
   kRecompute,  // rebuild forward and first backward for every product: slow, forward-sized memory
 };
+
+/// What a product returns: the sum over DP replicas (every replica holds it), or this replica's own part, for a
+/// DpPartition to reduce-scatter (design 3.4: the all-reduce's traffic, 1/DP of the result kept per rank).
+enum class DpReduction { kAllReduce, kLocal };
 
 class Curvature {
  public:
@@ -30,8 +35,10 @@ class Curvature {
   double loss() const { return loss_; }                  // global token-mean loss
   std::int64_t num_targets() const { return n_global_; }  // N
   const ShardedVector& gradient() const { return gradient_; }
-  ShardedVector hvp(const ShardedVector& v);  // H v, H the exact Hessian of the token-mean loss
-  ShardedVector gvp(const ShardedVector& v);  // G v = Jᵀ H_out J v
+  /// H v, H the exact Hessian of the token-mean loss.
+  ShardedVector hvp(const ShardedVector& v, DpReduction reduction = DpReduction::kAllReduce);
+  /// G v = Jᵀ H_out J v.
+  ShardedVector gvp(const ShardedVector& v, DpReduction reduction = DpReduction::kAllReduce);
   const std::vector<std::size_t>& subset() const { return subset_; }
   /// Number of products computed since prepare(); for reports and benchmarks.
   int products() const { return products_; }
@@ -40,7 +47,7 @@ class Curvature {
   struct MicroBatch;
   MicroBatch& graph(std::size_t i, bool need_jtu);
   void release(std::size_t i);
-  ShardedVector reduce_over_dp(std::vector<at::Tensor> local);
+  ShardedVector reduce_over_dp(std::vector<at::Tensor> local, DpReduction reduction = DpReduction::kAllReduce);
 
   const TransformerModel& model_;
   Communicator& dp_;
@@ -56,13 +63,15 @@ class Curvature {
 
 /// Gradients u_i of the per-document SUM loss (no division by a token count), one per document, each document a
 /// Batch of its own; plus the documents' total target tokens N. Documents are computed by DP rank i % dp.size() and
-/// broadcast over DP, so every replica holds every row (the Fisher store's layout). Empty documents are refused.
+/// broadcast over DP, so every replica holds every row (the Fisher store's layout); with a `partition` each rank
+/// keeps only its DP chunk of every row (design 3.4). Empty documents are refused.
 struct DocumentGradients {
   std::vector<ShardedVector> rows;
   std::int64_t total_tokens = 0;
 };
 DocumentGradients document_gradients(const TransformerModel& model, Communicator& dp,
-                                     const std::vector<std::size_t>& subset, const std::vector<Batch>& documents);
+                                     const std::vector<std::size_t>& subset, const std::vector<Batch>& documents,
+                                     const DpPartition* partition = nullptr);
 
 /// Token-mean loss and its gradient summed over DP, by a plain backward per micro-batch (no graph kept): training
 /// steps and gradient norms. N is one DP all-reduce; throws Error when no rank has a target token.

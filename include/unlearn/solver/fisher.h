@@ -1,6 +1,7 @@
 // The empirical Fisher from per-document gradients (design 3.0, 3.2): F̂₀ = (1/N) UᵀU, its exact inverse on
 // F̂₀ + λI by Woodbury (one Cholesky of the m x m system NλI + UUᵀ, in float64), and the Fisher Forgetting noise
-// transform F̂^{-1/4} n. Rows are held by every DP replica (each with its TP shard): m x |θ| / TP per rank.
+// transform F̂^{-1/4} n. Rows are TP shards held by every DP replica (m x |θ| / TP per rank), or DP chunks of them
+// (DpPartition, design 3.4: m x |θ| / (TP x DP)); the store only needs their group to sum dot products.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -8,7 +9,9 @@
 #include <cstdint>
 #include <vector>
 
+#include "unlearn/comm/dp_partition.h"
 #include "unlearn/comm/sharded_vector.h"
+#include "unlearn/model/transformer.h"
 
 namespace unlearn {
 
@@ -47,14 +50,23 @@ class FisherStore {
   mutable at::Tensor gram_;
 };
 
-/// Standard normal noise shaped like `like`, from a counter-based Philox stream keyed by (seed, request, tensor
-/// index) and the GLOBAL element index, so every rank layout draws the same global vector.
-/// `global_shapes`, `shard_dims`, `shard_starts` describe each entry's place in its global tensor.
+/// Where each entry of a vector sits in its global tensor: the global shape, the dimension the TP shard splits (-1:
+/// whole) and where the shard starts. A DP chunk of the shard (DpPartition) adds its TP shard's shape and where the
+/// chunk starts in the flattened shard.
 struct ShardPlacement {
   std::vector<std::int64_t> global_shape;
   int shard_dim = -1;
   std::int64_t shard_start = 0;
+  std::vector<std::int64_t> shard_shape;  // empty: the entry's own shape (a whole TP shard)
+  std::int64_t flat_offset = 0;           // first element of the entry within the flattened TP shard
 };
+/// The placements of a model's parameter subset (whole TP shards).
+std::vector<ShardPlacement> placement_of(const TransformerModel& model, const std::vector<std::size_t>& subset);
+/// The placements of `partition`'s chunks of vectors placed as `whole`.
+std::vector<ShardPlacement> slice_placement(const std::vector<ShardPlacement>& whole, const DpPartition& partition);
+
+/// Standard normal noise shaped like `like`, from a counter-based Philox stream keyed by (seed, request, tensor
+/// index) and the GLOBAL element index, so every rank layout (TP, DP chunks) draws the same global vector.
 ShardedVector philox_normal(const ShardedVector& like, const std::vector<ShardPlacement>& placement,
                             std::uint64_t seed, std::uint64_t request);
 

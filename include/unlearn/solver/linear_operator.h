@@ -20,15 +20,17 @@ enum class CurvatureKind { kHessian, kGgn, kFisher };
 CurvatureKind parse_curvature(const std::string& name);  // hessian | ggn | fisher
 std::string to_string(CurvatureKind kind);
 
-/// H x or G x from a prepared Curvature (the retain sample's).
+/// H x or G x from a prepared Curvature (the retain sample's). With a `partition`, x and y are DP chunks
+/// (design 3.4): x is all-gathered over DP, and the replicas' partial products are reduce-scattered.
 class CurvatureOperator final : public LinearOperator {
  public:
-  CurvatureOperator(Curvature& curvature, CurvatureKind kind);
+  CurvatureOperator(Curvature& curvature, CurvatureKind kind, const DpPartition* partition = nullptr);
   void apply(const ShardedVector& x, ShardedVector& y) override;
 
  private:
   Curvature& curvature_;
   CurvatureKind kind_;
+  const DpPartition* partition_;
 };
 
 /// F̂₀ x = (1/N) Σ_i u_i <u_i, x>.
