@@ -1,4 +1,5 @@
-// Empirical Fisher store: products, Woodbury inverse, inverse quartic root, counter-based noise.
+// Empirical Fisher store: products, Woodbury inverse, inverse quartic root, counter-based noise. The rows live as one
+// [m, n] matrix per entry; every product runs over column blocks converted to float64 (design 3.3: float64 dots).
 #include "unlearn/solver/fisher.h"
 
 #include <ATen/ATen.h>
@@ -10,25 +11,62 @@
 
 namespace unlearn {
 
-FisherStore::FisherStore(std::vector<ShardedVector> rows, std::int64_t total_tokens)
-    : rows_(std::move(rows)), n_(total_tokens) {
-  UNLEARN_CHECK(!rows_.empty(), "FisherStore: no per-document gradients");
+namespace {
+/// Elements per float64 block (2 MiB): small enough to stay in cache between its conversion and its product.
+constexpr std::int64_t kBlockElements = 1 << 18;
+}  // namespace
+
+FisherStore::FisherStore(std::vector<ShardedVector> rows, std::int64_t total_tokens) : n_(total_tokens) {
+  UNLEARN_CHECK(!rows.empty(), "FisherStore: no per-document gradients");
   UNLEARN_CHECK(n_ > 0, "FisherStore: the documents hold no target tokens");
+  m_ = static_cast<std::int64_t>(rows.size());
+  layout_ = rows[0].layout();
+  group_ = rows[0].group();
+  for (std::size_t t = 0; t < layout_.size(); ++t) {
+    shapes_.push_back(rows[0][t].sizes().vec());
+    at::Tensor u = at::empty({m_, rows[0][t].numel()}, rows[0][t].options());
+    for (std::int64_t i = 0; i < m_; ++i) {
+      at::Tensor& entry = rows[static_cast<std::size_t>(i)][t];
+      u[i].copy_(entry.reshape(-1));
+      entry = at::Tensor();  // the row's copy is no longer needed: peak memory stays one store plus one entry
+    }
+    u_.push_back(std::move(u));
+  }
+}
+
+template <typename Fn>
+void FisherStore::for_each_block(std::size_t t, Fn&& fn) const {
+  const std::int64_t cols = u_[t].size(1), block = std::max<std::int64_t>(1024, kBlockElements / m_);
+  for (std::int64_t c = 0; c < cols; c += block) {
+    const std::int64_t w = std::min(block, cols - c);
+    fn(c, u_[t].narrow(1, c, w).to(at::kDouble));
+  }
 }
 
 at::Tensor FisherStore::project(const ShardedVector& x) const {
-  const auto m = static_cast<std::int64_t>(rows_.size());
-  at::Tensor ux = at::empty({m}, at::TensorOptions().dtype(at::kDouble));
-  auto* p = ux.data_ptr<double>();
-  for (std::int64_t i = 0; i < m; ++i) p[i] = rows_[static_cast<std::size_t>(i)].local_dot(x);
-  rows_[0].group()->all_reduce(ux, ReduceOp::kSum);  // m numbers, one all-reduce
+  at::Tensor ux = at::zeros({m_}, at::TensorOptions().dtype(at::kDouble));
+  for (std::size_t t = 0; t < u_.size(); ++t) {
+    if (!layout_[t].counted) continue;
+    const at::Tensor xt = x[t].reshape(-1);
+    for_each_block(t, [&](std::int64_t c, const at::Tensor& block) {
+      ux.add_(at::mv(block, xt.narrow(0, c, block.size(1)).to(at::kDouble)));
+    });
+  }
+  group_->all_reduce(ux, ReduceOp::kSum);  // m numbers, one all-reduce
   return ux;
 }
 
 void FisherStore::combine(const at::Tensor& c, ShardedVector& y) const {
-  y = rows_[0].zeros_like();
-  const auto* p = c.data_ptr<double>();
-  for (std::size_t i = 0; i < rows_.size(); ++i) y.axpy(p[i], rows_[i]);  // y <- Σ c_i u_i
+  std::vector<at::Tensor> out;
+  out.reserve(u_.size());
+  for (std::size_t t = 0; t < u_.size(); ++t) {
+    at::Tensor yt = at::empty({u_[t].size(1)}, u_[t].options());
+    for_each_block(t, [&](std::int64_t col, const at::Tensor& block) {
+      yt.narrow(0, col, block.size(1)).copy_(at::mv(block.t(), c));  // Σ_i c_i u_i on this block, in float64
+    });
+    out.push_back(yt.view(shapes_[t]));
+  }
+  y = ShardedVector(std::move(out), layout_, group_);
 }
 
 void FisherStore::apply(const ShardedVector& x, ShardedVector& y) const {
@@ -37,20 +75,18 @@ void FisherStore::apply(const ShardedVector& x, ShardedVector& y) const {
 
 const at::Tensor& FisherStore::gram() const {
   if (!gram_.defined()) {
-    const auto m = static_cast<std::int64_t>(rows_.size());
-    gram_ = at::empty({m, m}, at::TensorOptions().dtype(at::kDouble));
-    auto a = gram_.accessor<double, 2>();
-    for (std::int64_t i = 0; i < m; ++i)
-      for (std::int64_t j = 0; j <= i; ++j)
-        a[i][j] = a[j][i] = rows_[static_cast<std::size_t>(i)].local_dot(rows_[static_cast<std::size_t>(j)]);
-    rows_[0].group()->all_reduce(gram_, ReduceOp::kSum);  // m² numbers, one all-reduce
+    gram_ = at::zeros({m_, m_}, at::TensorOptions().dtype(at::kDouble));
+    for (std::size_t t = 0; t < u_.size(); ++t)
+      if (layout_[t].counted)
+        for_each_block(t, [&](std::int64_t, const at::Tensor& block) { gram_.addmm_(block, block.t()); });
+    group_->all_reduce(gram_, ReduceOp::kSum);  // m² numbers, one all-reduce
   }
   return gram_;
 }
 
 void FisherStore::solve(double lambda, const ShardedVector& x, ShardedVector& y) const {
   UNLEARN_CHECK(lambda > 0, "Fisher removal needs damping λ > 0, got " << lambda);
-  const auto m = static_cast<std::int64_t>(rows_.size());
+  const std::int64_t m = m_;
   const at::Tensor K = gram() + static_cast<double>(n_) * lambda * at::eye(m, gram().options());  // NλI + W
   const at::Tensor L = at::linalg_cholesky(K);
   const at::Tensor c = at::cholesky_solve(project(x).view({m, 1}), L).view({m});  // (NλI + W)⁻¹ U x
@@ -85,9 +121,11 @@ void FisherStore::inverse_sqrt_diagonal(double lambda, const ShardedVector& n, S
   UNLEARN_CHECK(lambda > 0, "diagonal Fisher noise needs damping λ > 0, got " << lambda);
   y = n.clone();
   for (std::size_t t = 0; t < y.size(); ++t) {
-    at::Tensor diag = at::zeros_like(rows_[0][t]);
-    for (const auto& row : rows_) diag.addcmul_(row[t], row[t]);  // Σ_i u_ij²
-    y[t].div_((diag / static_cast<double>(n_) + lambda).sqrt_());
+    at::Tensor diag = at::empty({u_[t].size(1)}, at::TensorOptions().dtype(at::kDouble));
+    for_each_block(t, [&](std::int64_t c, const at::Tensor& block) {
+      diag.narrow(0, c, block.size(1)).copy_(block.pow(2).sum(0));  // Σ_i u_ij²
+    });
+    y[t].div_((diag / static_cast<double>(n_) + lambda).sqrt_().view(shapes_[t]).to(y[t].scalar_type()));
   }
 }
 

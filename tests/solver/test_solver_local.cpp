@@ -98,7 +98,7 @@ TEST(SolverDense, WoodburyEqualsCgOnFisherEqualsDense) {
   const at::Tensor dense = dense_matrix(F, b);
   // F̂₀ = (1/N) UᵀU from the rows directly.
   std::vector<at::Tensor> rows;
-  for (const auto& r : store.rows()) rows.push_back(flatten(r));
+  for (const auto& r : dg.rows) rows.push_back(flatten(r));
   const at::Tensor U = at::stack(rows);
   EXPECT_LT(rel(dense, U.t().matmul(U) / 36.0), 1e-13);
   const double lambda = 1e-3;

@@ -18,17 +18,18 @@ namespace unlearn {
 class FisherStore {
  public:
   /// `rows`: gradients u_i of the per-document SUM loss; `total_tokens`: N, the target tokens of those documents.
+  /// The rows are packed into one [m, n] matrix per entry (each row's entry freed once copied), so that U x, Uᵀ c
+  /// and U Uᵀ are matrix products over column blocks converted to float64, not m separate dot products.
   FisherStore(std::vector<ShardedVector> rows, std::int64_t total_tokens);
 
-  std::size_t size() const { return rows_.size(); }
+  std::size_t size() const { return static_cast<std::size_t>(m_); }
   std::int64_t total_tokens() const { return n_; }
-  const std::vector<ShardedVector>& rows() const { return rows_; }
 
   /// y <- (1/N) Σ u_i <u_i, x>: one all-reduce of m numbers.
   void apply(const ShardedVector& x, ShardedVector& y) const;
   /// U x as m float64 numbers (one all-reduce).
   at::Tensor project(const ShardedVector& x) const;
-  /// y <- Σ c_i u_i (local).
+  /// y <- Σ c_i u_i (local; accumulated in float64, stored in the rows' dtype).
   void combine(const at::Tensor& c, ShardedVector& y) const;
   /// W = U Uᵀ (m x m float64): one all-reduce of m² numbers, cached.
   const at::Tensor& gram() const;
@@ -45,8 +46,15 @@ class FisherStore {
   std::pair<double, double> split_norms(const ShardedVector& x) const;
 
  private:
-  std::vector<ShardedVector> rows_;
-  std::int64_t n_;
+  /// Calls fn(t, column offset, U_t's column block in float64) for each block of entry t's matrix.
+  template <typename Fn>
+  void for_each_block(std::size_t t, Fn&& fn) const;
+
+  std::vector<at::Tensor> u_;  // per entry: [m, numel of the entry], the rows' dtype
+  std::vector<std::vector<std::int64_t>> shapes_;
+  std::vector<ShardLayout> layout_;
+  Communicator* group_ = nullptr;
+  std::int64_t m_ = 0, n_;
   mutable at::Tensor gram_;
 };
 
