@@ -123,13 +123,14 @@ class BenchCommand final : public Subcommand {
   std::string_view name() const override { return "bench"; }
   std::string_view summary() const override {
     return "benchmarks that print measured ratios: comm (Communicator vs raw MPI), model (gradient, H·v, G·v), "
-           "checkpoint (HDF5 vs dd)";
+           "newton (one Newton-CG step on a checkpoint), checkpoint (HDF5 vs dd)";
   }
-  std::string_view usage() const override { return "comm|model|checkpoint"; }
+  std::string_view usage() const override { return "comm|model|newton|checkpoint"; }
 
   void add_options(po::options_description& desc, po::positional_options_description& pos) override {
     desc.add_options()
-        ("what", po::value<std::string>(&what_)->default_value("comm"), "benchmark to run: comm | model | checkpoint")
+        ("what", po::value<std::string>(&what_)->default_value("comm"),
+         "benchmark to run: comm | model | newton | checkpoint")
         ("min-bytes", po::value<std::string>(&min_bytes_)->default_value("4K"), "comm: smallest message (K, M, G)")
         ("max-bytes", po::value<std::string>(&max_bytes_)->default_value("256M"), "comm: largest message; sizes double")
         ("reps", po::value<int>(&reps_), "timed repetitions per measurement (default comm 50, model 3; median reported)")
@@ -138,6 +139,16 @@ class BenchCommand final : public Subcommand {
         ("sizes", po::value<std::string>(&sizes_)->default_value("tiny,5m,30m"),
          "model: comma-separated GPT-2 presets: tiny (0.1M), 5m (4.8M), 30m (28.6M); run at 2 ranks with --tp 2 "
          "to add the TP = 2 vs TP = 1 scaling table")
+        ("checkpoint", po::value<std::string>(&newton_.checkpoint), "newton: the model (e.g. from unlearn init)")
+        ("cg-iters", po::value<int>(&newton_.cg_iters)->default_value(10), "newton: CG iterations (a fixed count)")
+        ("retain-rows", po::value<std::int64_t>(&newton_.retain_rows)->default_value(8),
+         "newton: rows of max_positions tokens whose curvature is used")
+        ("forget-rows", po::value<std::int64_t>(&newton_.forget_rows)->default_value(2),
+         "newton: rows whose gradient is the right-hand side")
+        ("damping", po::value<double>(&newton_.damping)->default_value(100.0),
+         "newton: λ; the exact Hessian of an initialised model has curvature below -10 along CG's directions, and "
+         "CG stops at negative curvature, so a large λ keeps every iteration (the time does not depend on it)")
+        ("curvature", po::value<std::string>(&newton_.curvature)->default_value("hessian"), "newton: hessian | ggn")
         ("ckpt-bytes", po::value<std::string>(&ckpt_bytes_)->default_value("512M"), "checkpoint: size written")
         ("dir", po::value<std::string>(&dir_)->default_value("."), "checkpoint: directory (filesystem) to measure")
         ("output", po::value<std::string>(&output_), "also write the markdown table to this file (rank 0)");
@@ -145,8 +156,8 @@ class BenchCommand final : public Subcommand {
   }
 
   void validate(const po::variables_map& vm, const CommonOptions&, int) const override {
-    if (what_ != "comm" && what_ != "model" && what_ != "checkpoint")
-      UNLEARN_THROW(ConfigError, "unknown benchmark '" << what_ << "' (available: comm, model, checkpoint)");
+    if (what_ != "comm" && what_ != "model" && what_ != "newton" && what_ != "checkpoint")
+      UNLEARN_THROW(ConfigError, "unknown benchmark '" << what_ << "' (available: comm, model, newton, checkpoint)");
     if (dtype_ != "float32" && dtype_ != "float64")
       UNLEARN_THROW(ConfigError, "--dtype must be float32 or float64, got '" << dtype_ << "'");
     if (vm.count("reps") && reps_ < 1) UNLEARN_THROW(ConfigError, "--reps must be >= 1");
@@ -158,6 +169,13 @@ class BenchCommand final : public Subcommand {
       if (lo < elem || lo > hi)
         UNLEARN_THROW(ConfigError, "--min-bytes (" << lo << ") must be at least one element and <= --max-bytes ("
                                                    << hi << ")");
+    } else if (what_ == "newton") {
+      if (newton_.checkpoint.empty()) throw ConfigError("bench newton needs --checkpoint");
+      if (newton_.cg_iters < 1 || newton_.retain_rows < 1 || newton_.forget_rows < 1)
+        throw ConfigError("--cg-iters, --retain-rows and --forget-rows must be >= 1");
+      if (!(newton_.damping >= 0)) throw ConfigError("--damping must be >= 0");
+      if (newton_.curvature != "hessian" && newton_.curvature != "ggn")
+        throw ConfigError("--curvature must be hessian or ggn, got '" + newton_.curvature + "'");
     } else {
       for (const auto& s : split_sizes()) preset_check(s);
     }
@@ -173,6 +191,12 @@ class BenchCommand final : public Subcommand {
       o.dtype = dtype_;
       o.output = output_;
       return run_comm_benchmark(ctx, o);
+    }
+    if (what_ == "newton") {
+      NewtonBenchOptions o = newton_;
+      if (reps_given) o.reps = reps_;
+      o.output = output_;
+      return run_newton_benchmark(ctx, o);
     }
     if (what_ == "checkpoint") {
       CheckpointBenchOptions o;
@@ -206,6 +230,7 @@ class BenchCommand final : public Subcommand {
   std::string what_, min_bytes_, max_bytes_, dtype_, output_, sizes_, ckpt_bytes_, dir_;
   int reps_ = 0;
   CommBenchOptions comm_;
+  NewtonBenchOptions newton_;
 };
 
 }  // namespace

@@ -42,4 +42,25 @@ grep -q '"event": "start"' "$tmp/m.jsonl" && grep -q '"config": {' "$tmp/m.jsonl
 check "bench comm small" 0 "ratio raw/ours" -- $mpi "$bin" bench comm --min-bytes 4K --max-bytes 16K --reps 3 --warmup 1
 check "bench model tiny" 0 "Woodbury product m = 8" -- $mpi "$bin" bench model --tp 2 --sizes tiny \
   --reps 1
+# bench newton at TP = 2 solves the system the Python peers solve (same checkpoint, formula batches; float64): the
+# optimised peer's ‖x‖ after 4 CG iterations on the damped exact Hessian agrees to 1e-10 (an independent oracle of
+# the whole Newton step: forget gradient, retain Hessian products, CG).
+check "init float64 model" 0 "wrote" -- "$bin" init --d-model 32 --n-heads 4 --n-layers 2 --d-ff 64 --max-positions 32 \
+  --dtype float64 --init-std 0.1 --output "$tmp/bn.h5"
+check "bench newton tp 2" 0 "4 \(max_iterations\)" -- $mpi "$bin" bench newton --tp 2 --checkpoint "$tmp/bn.h5" \
+  --cg-iters 4 --retain-rows 3 --forget-rows 1 --metrics "$tmp/bn.jsonl"
+/usr/bin/python3 "$(dirname "${BASH_SOURCE[0]}")/../../tools/peers/newton_peers.py" "$tmp/bn.h5" --cg-iters 4 \
+  --retain-rows 3 --forget-rows 1 --threads 1 --peers optimised,naive --json "$tmp/peers.json" > "$tmp/peers.log" 2>&1 \
+  || { echo "FAIL: newton_peers.py"; cat "$tmp/peers.log"; fail=1; }
+/usr/bin/python3 - "$tmp" <<'PY' || fail=1
+import json, sys
+tmp = sys.argv[1]
+ours = [json.loads(l) for l in open(tmp + "/bn.jsonl") if '"bench_newton"' in l][0]
+peers = json.load(open(tmp + "/peers.json"))["peers"]
+for name, p in peers.items():
+    assert p["cg_iterations"] == ours["cg_iterations"] == 4, (name, p["cg_iterations"], ours["cg_iterations"])
+    err = abs(p["update_norm"] - ours["update_norm"]) / ours["update_norm"]
+    assert err <= 1e-10, (name, p["update_norm"], ours["update_norm"])
+print("ok   bench newton = Python peers: |x| %.15g (%s)" % (ours["update_norm"], ", ".join(sorted(peers))))
+PY
 exit $fail

@@ -30,6 +30,20 @@ struct CheckpointBenchOptions {
   int reps = 3;
   std::string output;
 };
+/// One Newton-CG step (design 3.1-3.3) on a checkpoint: the forget gradient, the retain sample's graph, then a fixed
+/// number of CG iterations on (C + λI) x = Δ; time per step and per iteration split into products, the rest of CG
+/// (vector operations and dot products) and communication (bench_newton.cpp). Batches come from a formula that
+/// tools/peers/newton_peers.py reproduces, so the Python peers solve the same problem on the same weights.
+struct NewtonBenchOptions {
+  std::string checkpoint;
+  int cg_iters = 10, reps = 1;
+  std::int64_t retain_rows = 8, forget_rows = 2;
+  double damping = 100.0;
+  std::string curvature = "hessian";
+  std::string output;
+};
+int run_newton_benchmark(AppContext& ctx, const NewtonBenchOptions& options);
+
 /// Checkpoint write/read throughput against dd to the same directory (bench_checkpoint.cpp).
 int run_checkpoint_benchmark(AppContext& ctx, const CheckpointBenchOptions& options);
 
