@@ -119,6 +119,9 @@ class ForgetCommand final : public Subcommand {
         ("cg-rtol", po::value<double>(&opt_.cg.rtol)->default_value(1e-4), "CG relative residual target")
         ("trust-radius", po::value<double>(&opt_.cg.trust_radius)->default_value(0.0), "CG trust radius (0: none)")
         ("fisher-by-cg", po::bool_switch(&opt_.fisher_by_cg), "fisher-*: CG on F̂₀ + λI instead of Woodbury")
+        ("preconditioner", po::value<std::string>(&preconditioner_)->default_value("none"),
+         "CG solves (newton-cg, --fisher-by-cg): none | diagonal (Jacobi, M = diag(F̂₀) + λ from the retain "
+         "documents' gradients: exact for --curvature fisher, the empirical Fisher's diagonal for H and G)")
         ("noise", po::value<double>(&opt_.noise_scale)->default_value(0.0),
          "fisher-forgetting: noise scale, μσ² for quartic-root, α for diagonal (0: no noise)")
         ("noise-form", po::value<std::string>(&noise_form_)->default_value("quartic-root"),
@@ -153,6 +156,12 @@ class ForgetCommand final : public Subcommand {
     parse_gradient_source(source_);
     parse_step_policy(step_policy_);
     parse_noise_form(noise_form_);
+    if (preconditioner_ != "none" && preconditioner_ != "diagonal")
+      throw ConfigError("unknown --preconditioner '" + preconditioner_ + "' (none, diagonal)");
+    if (preconditioner_ == "diagonal" && method != Method::kNewtonCg && !opt_.fisher_by_cg)
+      throw ConfigError("--preconditioner diagonal preconditions CG: use it with newton-cg or --fisher-by-cg");
+    if (opt_.damping <= 0 && preconditioner_ == "diagonal")
+      throw ConfigError("--preconditioner diagonal needs --damping > 0 (diag(F̂₀) may vanish)");
     if (solver_sharding_ != "dp" && solver_sharding_ != "none")
       throw ConfigError("unknown --solver-sharding '" + solver_sharding_ + "' (dp, none)");
     if (!(opt_.noise_scale >= 0)) throw ConfigError("--noise must be >= 0");
@@ -507,16 +516,33 @@ class ForgetCommand final : public Subcommand {
       pb.placement = part ? slice_placement(placement_of(model, subset), *part) : placement_of(model, subset);
       std::unique_ptr<CurvatureOperator> curvature_op;
       std::unique_ptr<FisherStore> fisher;
+      // The retain sample one document per batch: the Fisher store's rows, and the preconditioner's diagonal.
+      std::vector<Batch> docs;
+      for (std::int64_t d : retain_pool)
+        for (auto& b : batches_of(document_windows(ds.document_tokens(d), window_), 1 << 20)) docs.push_back(b);
       if (!products) {
-        std::vector<Batch> docs;
-        for (std::int64_t d : retain_pool)
-          for (auto& b : batches_of(document_windows(ds.document_tokens(d), window_), 1 << 20)) docs.push_back(b);
         DocumentGradients dg = document_gradients(model, grid.dp(), subset, docs, part);
         fisher = std::make_unique<FisherStore>(std::move(dg.rows), dg.total_tokens);
         pb.fisher = fisher.get();
       } else {
         curvature_op = std::make_unique<CurvatureOperator>(*retain_curv, kind, part);
         pb.curvature = curvature_op.get();
+      }
+      // Jacobi preconditioner of CG: M = diag(F̂₀) + λ, exact for the Fisher curvature; for H and G the empirical
+      // Fisher's diagonal of the retain documents (as Martens 2010 preconditions Hessian-free CG).
+      ShardedVector inverse_diagonal;
+      if (preconditioner_ == "diagonal") {
+        if (fisher) {
+          inverse_diagonal = fisher->diagonal();
+        } else {
+          std::int64_t tokens = 0;
+          for (const Batch& b : docs) tokens += b.num_targets();
+          inverse_diagonal = chunk(squared_gradient_sum(model, grid.dp(), subset, docs));
+          inverse_diagonal.scale(1.0 / static_cast<double>(tokens));
+        }
+        for (std::size_t j = 0; j < inverse_diagonal.size(); ++j)
+          inverse_diagonal[j] = (inverse_diagonal[j] + opt_.damping).reciprocal_();
+        opt_.cg.inverse_diagonal = &inverse_diagonal;
       }
       phases.add("curvature_setup_s", seconds_since(t));
       t = std::chrono::steady_clock::now();
@@ -558,6 +584,7 @@ class ForgetCommand final : public Subcommand {
       });
       opt_.cg.after_iteration = nullptr;
       opt_.cg.resume = nullptr;
+      opt_.cg.inverse_diagonal = nullptr;
       if (res.cg.status == CgStatus::kInterrupted) return {};  // run() reports the stop
       log_info0("update: " + to_string(opt_.method) + ", cg " + to_string(res.cg.status) + " after " +
                 std::to_string(res.cg.iterations) + " iterations, ‖update‖ " + std::to_string(res.update_norm) +
@@ -657,7 +684,7 @@ class ForgetCommand final : public Subcommand {
     int iteration = 0;
   };
   std::string in_, dataset_, out_, report_, forget_ids_, method_, curvature_, source_, params_, step_policy_,
-      memory_limit_, state_dir_, fingerprint_, noise_form_, solver_sharding_;
+      memory_limit_, state_dir_, fingerprint_, noise_form_, solver_sharding_, preconditioner_;
   std::vector<RequestSets> request_sets_;  // one per request, drawn in run() before the model is loaded
   bool forget_canaries_ = false, dry_run_ = false, resume_ = false, stop_used_ = false;
   int state_every_ = 0, stop_after_iteration_ = 0;

@@ -235,6 +235,21 @@ DocumentGradients document_gradients(const TransformerModel& model, Communicator
   return out;
 }
 
+ShardedVector squared_gradient_sum(const TransformerModel& model, Communicator& dp,
+                                   const std::vector<std::size_t>& subset, const std::vector<Batch>& documents) {
+  const auto inputs = inputs_of(model, subset);
+  std::vector<at::Tensor> sum;
+  for (std::size_t j : subset) sum.push_back(at::zeros_like(model.parameters()[j].value).detach());
+  for (std::size_t d = static_cast<std::size_t>(dp.rank()); d < documents.size(); d += static_cast<std::size_t>(dp.size())) {
+    if (documents[d].num_targets() == 0) continue;
+    const ForwardResult f = model.forward(documents[d]);
+    const auto g = torch::autograd::grad({f.loss_sum}, inputs, {}, false, false, /*allow_unused=*/true);
+    for (std::size_t j = 0; j < g.size(); ++j)
+      if (g[j].defined()) sum[j].addcmul_(g[j], g[j]);
+  }
+  return sum_over_dp(model, dp, subset, std::move(sum));
+}
+
 LossGradient loss_and_gradient(const TransformerModel& model, Communicator& dp, const std::vector<std::size_t>& subset,
                                const std::vector<Batch>& batches) {
   std::int64_t n_local = 0;

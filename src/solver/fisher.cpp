@@ -117,16 +117,23 @@ void FisherStore::inverse_quartic_root(double lambda, const ShardedVector& n, Sh
   y.axpy(1.0, low_rank);
 }
 
-void FisherStore::inverse_sqrt_diagonal(double lambda, const ShardedVector& n, ShardedVector& y) const {
-  UNLEARN_CHECK(lambda > 0, "diagonal Fisher noise needs damping λ > 0, got " << lambda);
-  y = n.clone();
-  for (std::size_t t = 0; t < y.size(); ++t) {
+ShardedVector FisherStore::diagonal() const {
+  std::vector<at::Tensor> out;
+  for (std::size_t t = 0; t < u_.size(); ++t) {
     at::Tensor diag = at::empty({u_[t].size(1)}, at::TensorOptions().dtype(at::kDouble));
     for_each_block(t, [&](std::int64_t c, const at::Tensor& block) {
-      diag.narrow(0, c, block.size(1)).copy_(block.pow(2).sum(0));  // Σ_i u_ij²
+      diag.narrow(0, c, block.size(1)).copy_(block.pow(2).sum(0));  // Σ_i u_ij², in float64
     });
-    y[t].div_((diag / static_cast<double>(n_) + lambda).sqrt_().view(shapes_[t]).to(y[t].scalar_type()));
+    out.push_back((diag / static_cast<double>(n_)).to(u_[t].scalar_type()).view(shapes_[t]));
   }
+  return ShardedVector(std::move(out), layout_, group_);
+}
+
+void FisherStore::inverse_sqrt_diagonal(double lambda, const ShardedVector& n, ShardedVector& y) const {
+  UNLEARN_CHECK(lambda > 0, "diagonal Fisher noise needs damping λ > 0, got " << lambda);
+  const ShardedVector diag = diagonal();
+  y = n.clone();
+  for (std::size_t t = 0; t < y.size(); ++t) y[t].div_((diag[t] + lambda).sqrt_());
 }
 
 std::pair<double, double> FisherStore::split_norms(const ShardedVector& x) const {

@@ -25,6 +25,11 @@ check "newton-cg ggn np2 dp2, solver vectors whole" 0 "wrote" -- $mpi2 "$bin" fo
   --method newton-cg --curvature ggn --cg-max-iters 5 --solver-sharding none --output "$tmp/ncg-whole.h5"
 check "fisher-forgetting np2 dp2" 0 "wrote" -- $mpi2 "$bin" forget "${common[@]}" --method fisher-forgetting \
   --noise 1e-8 --output "$tmp/ff-dp.h5"
+check "newton-cg ggn, Jacobi-preconditioned, np2 dp2" 0 "cg +3 +rel. residual" -- $mpi2 "$bin" forget "${common[@]}" \
+  --method newton-cg --curvature ggn --preconditioner diagonal --cg-max-iters 3 --output "$tmp/pcg.h5"
+check "preconditioner without CG" 1 "preconditions CG: use it with newton-cg or --fisher-by-cg" -- $mpi2 "$bin" \
+  forget "${common[@]}" --method fisher-removal --preconditioner diagonal --output "$tmp/x.h5"
+expect_one_error
 check "fisher-forgetting np2" 0 "wrote" -- $mpi2 "$bin" forget --tp 2 "${common[@]}" --method fisher-forgetting \
   --noise 1e-8 --output "$tmp/ff.h5"
 check "fisher-forgetting diagonal noise np2" 0 "wrote" -- $mpi2 "$bin" forget --tp 2 "${common[@]}" \
@@ -69,6 +74,12 @@ fd1 = ffdp["request_reports"][0]
 for k in ("step_norm", "noise_norm", "noise_norm_inside_span_u"):
     assert abs(fd1[k] - f1[k]) <= 1e-10 * f1[k], (k, fd1[k], f1[k])
 assert ffdp["estimate"]["fisher_bytes"] < ff["estimate"]["fisher_bytes"], (ffdp["estimate"], ff["estimate"])
+# Jacobi-preconditioned CG (its correctness is SolverDense.JacobiPreconditionedCgEqualsDenseSolve): the option
+# reaches the solve, whose residuals differ from the unpreconditioned run's (same options otherwise, DP 2).
+pcg = json.load(open(tmp + "/pcg.h5.report.json"))
+h_pc = [h["relative_residual"] for h in pcg["request_reports"][0]["cg"]["history"]]
+h_no = [h["relative_residual"] for h in ncg["request_reports"][0]["cg"]["history"]][:3]
+assert pcg["config"]["preconditioner"] == "diagonal" and len(h_pc) == 3 and h_pc != h_no, (h_pc, h_no)
 assert f1["noise_norm"] > 0 and f1["noise_norm_outside_span_u"] > f1["noise_norm_inside_span_u"]
 ffd = json.load(open(tmp + "/ffd.h5.report.json"))
 d1 = ffd["request_reports"][0]

@@ -73,6 +73,11 @@ DocumentGradients document_gradients(const TransformerModel& model, Communicator
                                      const std::vector<std::size_t>& subset, const std::vector<Batch>& documents,
                                      const DpPartition* partition = nullptr);
 
+/// Σ_i u_i ⊙ u_i over `documents` (u_i the gradient of document i's SUM loss), summed over DP: N diag(F̂₀) without
+/// keeping any row (the Jacobi preconditioner of a CG on the curvature). Document i is computed by DP rank i % dp.
+ShardedVector squared_gradient_sum(const TransformerModel& model, Communicator& dp,
+                                   const std::vector<std::size_t>& subset, const std::vector<Batch>& documents);
+
 /// Token-mean loss and its gradient summed over DP, by a plain backward per micro-batch (no graph kept): training
 /// steps and gradient norms. N is one DP all-reduce; throws Error when no rank has a target token.
 struct LossGradient {

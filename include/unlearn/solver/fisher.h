@@ -39,6 +39,8 @@ class FisherStore {
   /// y <- (F̂₀ + λI)^{-1/4} n = λ^{-1/4} n + Uᵀ Q diag(c) Qᵀ U n, W = Q diag(s²) Qᵀ, with
   /// c_k = λ^{-1/4} expm1(-¼ log1p(s_k² / (Nλ))) / s_k² (no cancellation as s_k → 0).
   void inverse_quartic_root(double lambda, const ShardedVector& n, ShardedVector& y) const;
+  /// diag(F̂₀) = (1/N) Σ_i u_i ⊙ u_i, in the rows' dtype and layout.
+  ShardedVector diagonal() const;
   /// y <- (diag(F̂₀) + λ)^{-1/2} ⊙ n, diag(F̂₀)_j = (1/N) Σ_i u_ij²: Golatkar et al.'s diagonal-Fisher noise shape
   /// (their variance clamp 1/(F_jj + ε) ≤ c is the damping here: the variance is at most 1/λ). Local, elementwise.
   void inverse_sqrt_diagonal(double lambda, const ShardedVector& n, ShardedVector& y) const;
