@@ -56,13 +56,17 @@ at::Tensor FisherStore::project(const ShardedVector& x) const {
   return ux;
 }
 
-void FisherStore::combine(const at::Tensor& c, ShardedVector& y) const {
+void FisherStore::combine(const at::Tensor& c, ShardedVector& y, const ShardedVector* x, double alpha) const {
   std::vector<at::Tensor> out;
   out.reserve(u_.size());
   for (std::size_t t = 0; t < u_.size(); ++t) {
     at::Tensor yt = at::empty({u_[t].size(1)}, u_[t].options());
+    const at::Tensor xt = x ? (*x)[t].reshape(-1) : at::Tensor();
     for_each_block(t, [&](std::int64_t col, const at::Tensor& block) {
-      yt.narrow(0, col, block.size(1)).copy_(at::mv(block.t(), c));  // Σ_i c_i u_i on this block, in float64
+      const std::int64_t w = block.size(1);
+      at::Tensor part = at::mv(block.t(), c);  // Σ_i c_i u_i on this block, in float64
+      if (x) part.add_(xt.narrow(0, col, w).to(at::kDouble), alpha);
+      yt.narrow(0, col, w).copy_(part);
     });
     out.push_back(yt.view(shapes_[t]));
   }
@@ -90,11 +94,7 @@ void FisherStore::solve(double lambda, const ShardedVector& x, ShardedVector& y)
   const at::Tensor K = gram() + static_cast<double>(n_) * lambda * at::eye(m, gram().options());  // NλI + W
   const at::Tensor L = at::linalg_cholesky(K);
   const at::Tensor c = at::cholesky_solve(project(x).view({m, 1}), L).view({m});  // (NλI + W)⁻¹ U x
-  ShardedVector utc;
-  combine(c, utc);
-  y = x.clone();
-  y.axpy(-1.0, utc);  // x − Uᵀ c
-  y.scale(1.0 / lambda);
+  combine(c / -lambda, y, &x, 1.0 / lambda);  // λ⁻¹ (x − Uᵀ c) in one pass over U and x
 }
 
 void FisherStore::inverse_quartic_root(double lambda, const ShardedVector& n, ShardedVector& y) const {
@@ -110,11 +110,7 @@ void FisherStore::inverse_quartic_root(double lambda, const ShardedVector& n, Sh
     cp[k] = s > 1e-300 ? root * std::expm1(-0.25 * std::log1p(s / nl)) / s : -root / (4.0 * nl);
   }
   const at::Tensor coeff = at::matmul(Q, c * at::matmul(Q.t(), project(n)));  // Q diag(c) Qᵀ U n
-  ShardedVector low_rank;
-  combine(coeff, low_rank);
-  y = n.clone();
-  y.scale(root);
-  y.axpy(1.0, low_rank);
+  combine(coeff, y, &n, root);  // λ^{-1/4} n + Uᵀ coeff
 }
 
 ShardedVector FisherStore::diagonal() const {

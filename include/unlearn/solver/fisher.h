@@ -29,8 +29,8 @@ class FisherStore {
   void apply(const ShardedVector& x, ShardedVector& y) const;
   /// U x as m float64 numbers (one all-reduce).
   at::Tensor project(const ShardedVector& x) const;
-  /// y <- Σ c_i u_i (local; accumulated in float64, stored in the rows' dtype).
-  void combine(const at::Tensor& c, ShardedVector& y) const;
+  /// y <- Σ c_i u_i, plus alpha x when `x` is given (local; one pass, in float64, stored in the rows' dtype).
+  void combine(const at::Tensor& c, ShardedVector& y, const ShardedVector* x = nullptr, double alpha = 0.0) const;
   /// W = U Uᵀ (m x m float64): one all-reduce of m² numbers, cached.
   const at::Tensor& gram() const;
 
