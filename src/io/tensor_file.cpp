@@ -13,10 +13,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
+#include <future>
+#include <memory>
 #include <random>
 #include <set>
 #include <sstream>
 
+#include "chunk_reader.h"
 #include "collective.h"
 #include "files.h"
 #include "h5.h"
@@ -110,6 +114,28 @@ inline std::uint64_t splitmix64(std::uint64_t x) {
 }
 
 template <typename Word>
+inline std::uint64_t row_digest_of(const Word* w, std::int64_t n, std::uint64_t salt, std::uint64_t g0) {
+  std::uint64_t acc = 0;
+  for (std::int64_t i = 0; i < n; ++i)
+    acc += splitmix64((salt + (g0 + static_cast<std::uint64_t>(i)) * 0x9e3779b97f4a7c15ull) ^
+                      static_cast<std::uint64_t>(w[i]));
+  return acc;
+}
+// Digest of one row of n words whose first is global element g0; one clone set per word width.
+UNLEARN_CHECKSUM_CLONES std::uint64_t row_digest(const std::uint16_t* w, std::int64_t n, std::uint64_t salt,
+                                                 std::uint64_t g0) {
+  return row_digest_of(w, n, salt, g0);
+}
+UNLEARN_CHECKSUM_CLONES std::uint64_t row_digest(const std::uint32_t* w, std::int64_t n, std::uint64_t salt,
+                                                 std::uint64_t g0) {
+  return row_digest_of(w, n, salt, g0);
+}
+UNLEARN_CHECKSUM_CLONES std::uint64_t row_digest(const std::uint64_t* w, std::int64_t n, std::uint64_t salt,
+                                                 std::uint64_t g0) {
+  return row_digest_of(w, n, salt, g0);
+}
+
+template <typename Word>
 std::uint64_t digest_words(const Word* bits, std::uint64_t salt, std::int64_t rows, std::int64_t row_len,
                            std::int64_t shard_len, std::int64_t global_len, std::int64_t start) {
   // Local row r = (o, s) covers global elements ((o * global_len + start + s) * row_len + i), i < row_len.
@@ -119,10 +145,7 @@ std::uint64_t digest_words(const Word* bits, std::uint64_t salt, std::int64_t ro
         for (std::int64_t r = begin; r < end; ++r) {
           const std::int64_t o = r / shard_len, s = r % shard_len;
           const auto g0 = static_cast<std::uint64_t>((o * global_len + start + s) * row_len);
-          const Word* w = bits + r * row_len;
-          for (std::int64_t i = 0; i < row_len; ++i)
-            acc += splitmix64((salt + (g0 + static_cast<std::uint64_t>(i)) * 0x9e3779b97f4a7c15ull) ^
-                              static_cast<std::uint64_t>(w[i]));
+          acc += row_digest(bits + r * row_len, row_len, salt, g0);
         }
         return acc;
       },
@@ -152,6 +175,27 @@ std::uint64_t block_digest(const std::string& name, const at::Tensor& stored, co
                                  shard_len, global_len, start);
   }
 }
+
+/// The content digest summed over blocks on a helper thread, one block in flight, so that it overlaps the I/O of the
+/// same or the next tensor. The caller leaves each block's words unchanged until total().
+class DigestSum {
+ public:
+  void add(const TensorBlock& b, const at::Tensor& stored) {
+    collect();
+    pending_ = std::async(std::launch::async, [b, stored] { return block_digest(b.name, stored, b); });
+  }
+  std::uint64_t total() {
+    collect();
+    return sum_;
+  }
+
+ private:
+  void collect() {
+    if (pending_.valid()) sum_ += pending_.get();
+  }
+  std::future<std::uint64_t> pending_;
+  std::uint64_t sum_ = 0;
+};
 
 std::string hex64(std::uint64_t v) {
   char buf[17];
@@ -387,7 +431,7 @@ struct Writer {
   std::vector<StorageType> storage;
   std::vector<std::vector<hsize_t>> chunks;  // must agree on every rank (dataset creation is collective)
 
-  std::uint64_t write_tensor(hid_t group, const h5::Handle& dxpl, std::size_t i) {
+  void write_tensor(hid_t group, const h5::Handle& dxpl, std::size_t i, DigestSum& digest) {
     const TensorBlock& b = blocks[i];
     const StorageType st = storage[i];
     h5::Handle space = h5::dataspace(to_hsize(b.global_shape));
@@ -411,12 +455,12 @@ struct Writer {
     h5::Handle file_space = h5::dataset_space(dset);
     select_block(file_space, mem_space, b, b.owner);
     h5::Handle mtype = memory_type(st);
+    if (b.owner) digest.add(b, stored);
     const std::uint16_t dummy = 0;  // HDF5 wants a buffer even for an empty selection
     const void* data = stored.numel() > 0 ? stored.data_ptr() : &dummy;
     h5::check(H5Dwrite(dset.id(), mtype.id(), mem_space.id(), file_space.id(), dxpl.id(), data),
               "cannot write tensor '" + b.name + "'");
     dset.close("cannot close tensor '" + b.name + "'");
-    return b.owner ? block_digest(b.name, stored, b) : 0;
   }
 };
 
@@ -536,6 +580,7 @@ std::string write_tensor_file(const std::string& final_path, Communicator& world
   h5::Handle file;
   bool created = false;
   std::uint64_t digest = 0;
+  DigestSum digests;
   auto cleanup_and_rethrow = [&] {
     // Every rank agreed on the failure (Collective::run), so the close is collective again. Truncating the file
     // first gives a full filesystem room for the metadata the close flushes; the file is removed anyway.
@@ -582,10 +627,10 @@ std::string write_tensor_file(const std::string& final_path, Communicator& world
     });
     const h5::Handle dxpl = transfer(coll);
     for (std::size_t i = 0; i < blocks.size(); ++i) {
-      step([&] { digest += writer.write_tensor(group.id(), dxpl, i); });
+      step([&] { writer.write_tensor(group.id(), dxpl, i, digests); });
       if (options.on_tensor_written) options.on_tensor_written(i, blocks[i].name);
     }
-    digest = coll.sum_wrapping(digest);
+    digest = coll.sum_wrapping(digests.total());
     step([&] {
       group.close("cannot close group '/tensors'");
       h5::write_attribute(file.id(), kDigestAttribute, hex64(digest));
@@ -620,24 +665,64 @@ FileInfo read_file_info(const std::string& path, Communicator& world) {
 
 namespace {
 
-/// Reads one block (every rank, one collective call) into a buffer of the storage type: `b.local` itself when it
-/// is a contiguous host tensor of that type (no extra copy), else a new tensor. Returns the buffer.
-at::Tensor read_block(hid_t group, const h5::Handle& dxpl, const TensorBlock& b, const TensorInfo& t) {
-  h5::Handle dset(H5Dopen2(group, b.name.c_str(), H5P_DEFAULT), h5::Handle::Kind::kDataset);
-  if (!dset.valid()) h5::fail("cannot open tensor '" + b.name + "'");
-  const at::ScalarType type = scalar_type_of(t.storage);
-  const bool in_place = b.local.is_contiguous() && b.local.device().is_cpu() && b.local.scalar_type() == type;
-  at::Tensor buf = in_place ? b.local.detach() : at::empty(local_shape(b), at::TensorOptions().dtype(type));
-  h5::Handle mem_space = h5::dataspace(to_hsize(local_shape(b)));
-  h5::Handle file_space = h5::dataset_space(dset);
-  select_block(file_space, mem_space, b, true);
-  h5::Handle mtype = memory_type(t.storage);
-  std::uint16_t dummy = 0;
-  void* data = buf.numel() > 0 ? buf.data_ptr() : &dummy;
-  if (H5Dread(dset.id(), mtype.id(), mem_space.id(), file_space.id(), dxpl.id(), data) < 0)
-    h5::fail("tensor '" + b.name + "' is corrupt or unreadable");
-  return buf;
+/// Hyperslab of a block in the file: its start and extent per dimension.
+std::vector<hsize_t> block_start(const TensorBlock& b) {
+  std::vector<hsize_t> start(b.global_shape.size(), 0);
+  if (b.shard_dim >= 0) start[static_cast<std::size_t>(b.shard_dim)] = static_cast<hsize_t>(b.shard_start);
+  return start;
 }
+
+/// UNLEARN_CHECKPOINT_READ=hdf5 reads every tensor through H5Dread and HDF5's filter pipeline (A/B and tests).
+bool direct_reads_enabled() {
+  const char* v = std::getenv("UNLEARN_CHECKPOINT_READ");
+  return !(v && std::string(v) == "hdf5");
+}
+
+/// Reads the blocks of one file, one tensor at a time; opening a tensor is collective (every rank, same order), so is
+/// a read through H5Dread. Tensors with Fletcher32 chunks in the memory layout are read directly (chunk_reader.h):
+/// each rank preads its chunks and verifies their checksums.
+class BlockReader {
+ public:
+  BlockReader(hid_t file, hid_t group, const std::string& path, const Collective& coll)
+      : group_(group), dxpl_(transfer(coll)) {
+    if (!direct_reads_enabled()) return;
+    base_ = detail::base_address(file);
+    raw_ = std::make_unique<detail::ChunkFile>(path);
+  }
+
+  /// Reads a block into a buffer of the storage type: `b.local` itself when it is a contiguous host tensor of that
+  /// type (no extra copy), else a new tensor. Returns the buffer.
+  at::Tensor read(const TensorBlock& b, const TensorInfo& t) {
+    h5::Handle dset(H5Dopen2(group_, b.name.c_str(), H5P_DEFAULT), h5::Handle::Kind::kDataset);
+    if (!dset.valid()) h5::fail("cannot open tensor '" + b.name + "'");
+    const h5::Handle mtype = memory_type(t.storage);
+    const at::ScalarType type = scalar_type_of(t.storage);
+    const bool in_place = b.local.is_contiguous() && b.local.device().is_cpu() && b.local.scalar_type() == type;
+    at::Tensor buf = in_place ? b.local.detach() : at::empty(local_shape(b), at::TensorOptions().dtype(type));
+    if (raw_) {
+      if (const auto index = detail::chunk_index(dset.id(), mtype.id(), element_bytes(t.storage), base_)) {
+        if (buf.numel() > 0)
+          raw_->read(*index, block_start(b), to_hsize(local_shape(b)), element_bytes(t.storage), buf.data_ptr(),
+                     b.name);
+        return buf;
+      }
+    }
+    h5::Handle mem_space = h5::dataspace(to_hsize(local_shape(b)));
+    h5::Handle file_space = h5::dataset_space(dset);
+    select_block(file_space, mem_space, b, true);
+    std::uint16_t dummy = 0;
+    void* data = buf.numel() > 0 ? buf.data_ptr() : &dummy;
+    if (H5Dread(dset.id(), mtype.id(), mem_space.id(), file_space.id(), dxpl_.id(), data) < 0)
+      h5::fail("tensor '" + b.name + "' is corrupt or unreadable");
+    return buf;
+  }
+
+ private:
+  hid_t group_;
+  h5::Handle dxpl_;
+  std::uint64_t base_ = 0;
+  std::unique_ptr<detail::ChunkFile> raw_;
+};
 
 }  // namespace
 
@@ -660,21 +745,31 @@ void read_tensor_blocks(const std::string& path, Communicator& world, std::vecto
     });
     h5::Handle group;
     coll.run([&] { group = h5::open_group(file.id(), kTensorGroup); });
-    const h5::Handle dxpl = transfer(coll);
-    std::uint64_t digest = 0;
+    std::unique_ptr<BlockReader> reader;
+    coll.run([&] { reader = std::make_unique<BlockReader>(file.id(), group.id(), path, coll); });
+    // The status is agreed once, after the last tensor: ranks whose chunks are read independently then never wait
+    // for each other in between. A rank that failed keeps making the same HDF5 calls (opening every tensor is
+    // collective metadata, and H5Dread collective data) and reports its first error in the agreement.
+    DigestSum digests;  // tensor i's digest is computed while tensor i + 1 is read
+    std::exception_ptr first_error;
     for (auto& b : blocks) {
-      const TensorInfo& t = *info.find(b.name);
-      coll.run([&] {
-        at::Tensor buf = read_block(group.id(), dxpl, b, t);
-        if (verify_digest && b.owner) digest += block_digest(b.name, buf, b);
+      try {
+        at::Tensor buf = reader->read(b, *info.find(b.name));
+        if (first_error) continue;
+        if (verify_digest && b.owner) digests.add(b, buf);
         if (buf.data_ptr() != b.local.data_ptr()) {  // not read in place
           at::NoGradGuard no_grad;
           b.local.detach().copy_(buf);
         }
-      });
+      } catch (...) {
+        if (!first_error) first_error = std::current_exception();
+      }
     }
+    coll.run([&] {
+      if (first_error) std::rethrow_exception(first_error);
+    });
     if (verify_digest) {
-      digest = coll.sum_wrapping(digest);
+      const std::uint64_t digest = coll.sum_wrapping(digests.total());
       coll.run([&] {
         const auto it = info.attributes.find(kDigestAttribute);
         const std::string stored = it == info.attributes.end() ? "" : attribute_to_string(it->second);
@@ -683,6 +778,7 @@ void read_tensor_blocks(const std::string& path, Communicator& world, std::vecto
                         "from the stored " + (stored.empty() ? std::string("(none)") : stored));
       });
     }
+    reader.reset();
     coll.run([&] { group.close("cannot close group"); });
     coll.run([&] { file.close("cannot close '" + path + "'"); });
   } catch (...) {
@@ -699,7 +795,8 @@ VerifyResult verify_tensor_file(const std::string& path, Communicator& world, co
   try {
     h5::Handle group;
     coll.run([&] { group = h5::open_group(file.id(), kTensorGroup); });
-    const h5::Handle dxpl = transfer(coll);
+    std::unique_ptr<BlockReader> reader;
+    coll.run([&] { reader = std::make_unique<BlockReader>(file.id(), group.id(), path, coll); });
     std::uint64_t digest = 0;
     for (std::size_t i = 0; i < info.tensors.size(); ++i) {
       const TensorInfo& t = info.tensors[i];
@@ -719,7 +816,7 @@ VerifyResult verify_tensor_file(const std::string& path, Communicator& world, co
       b.local = at::empty(shape, at::TensorOptions().dtype(scalar_type_of(t.storage)));
       try {
         coll.run([&] {
-          digest += block_digest(b.name, read_block(group.id(), dxpl, b, t), b);
+          digest += block_digest(b.name, reader->read(b, t), b);
         });
       } catch (const Error& e) {
         result.tensor_errors[i] = e.what();
@@ -728,6 +825,7 @@ VerifyResult verify_tensor_file(const std::string& path, Communicator& world, co
     result.digest_computed = hex64(coll.sum_wrapping(digest));
     const auto it = info.attributes.find(kDigestAttribute);
     result.digest_stored = it == info.attributes.end() ? "" : attribute_to_string(it->second);
+    reader.reset();
     coll.run([&] { group.close("cannot close group"); });
     coll.run([&] { file.close("cannot close '" + path + "'"); });
   } catch (...) {

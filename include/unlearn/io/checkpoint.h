@@ -82,8 +82,8 @@ std::string write_tensor_file(const std::string& final_path, Communicator& world
 /// Root attributes and the tensor list. Refuses temporary names.
 FileInfo read_file_info(const std::string& path, Communicator& world);
 
-/// Fills every block's `local` (shapes must match the file; dtypes convert) from `path`. Each block is read with one
-/// collective call and its status all-reduced, so a checksum error on any rank fails every rank naming the tensor.
+/// Fills every block's `local` (shapes must match the file; dtypes convert) from `path`. The status is all-reduced
+/// after the last block, so a checksum error on any rank fails every rank naming the tensor.
 /// `verify_digest`: recompute the content digest over the owners' blocks and compare it with the file's (set it only
 /// when the blocks cover every tensor of the file).
 void read_tensor_blocks(const std::string& path, Communicator& world, std::vector<TensorBlock>& blocks,
