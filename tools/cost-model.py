@@ -365,14 +365,16 @@ def interp(table, x):
     return table[-1][1]
 
 
-def local_machine(mc, link, m, share=1.0, t_op=None):
+def local_machine(mc, link, m, share=1.0, t_op=None, tp=1):
     """This machine for model m as measured in docs/scaling/machine.csv, given `share` of a core: linear products at
-    the micro-batch's [512, d] x [d, 4d] rate (torch_rates; else `unlearn bench model`'s), attention at its [64, hd]
+    the rate of the block's own linear layers at this TP (torch_rates: forward, input and weight gradient of each
+    layer's local shape; TP > 2 uses the TP 2 rate; else `unlearn bench model`'s matmul), attention at its [64, hd]
     batched rate, elementwise ops at the torch.add slope, CG vectors at the numpy stream rate, t_op per op. A rank
     with half a core runs every compute term at half speed."""
     def table(prefix):
         return sorted((int(k[len(prefix):]), v * 1e9) for k, v in mc.items() if k.startswith(prefix))
-    lin = table("linear_gflops_d") or table("matmul_gflops_d") or [(1, 50e9)]
+    lin = ((table("linear_tp2_gflops_d") if tp > 1 else []) or table("linear_gflops_d") or table("matmul_gflops_d")
+           or [(1, 50e9)])
     att = table("attn_gflops_hd")
     rate = interp(lin, m.d)
     attn = interp(att, m.hd) if att else rate
@@ -413,7 +415,7 @@ def fit_t_op(rows, mc, link=None):
     link = link or Link(0, float("inf"))
     xs, ys = [], []
     for r in rows:
-        p = predict_row(r, local_machine(mc, link, row_model(r), t_op=0.0))
+        p = predict_row(r, local_machine(mc, link, row_model(r), t_op=0.0, tp=int(r["tp"])))
         xs.append(p["n_ops"])
         ys.append(float(r["measured_s"]) - p["total_s"])
     mx, my = statistics.mean(xs), statistics.mean(ys)
@@ -433,8 +435,8 @@ def validate(args):
         tp, dp = int(r["tp"]), int(r["dp"])
         shares = [float(x) for x in r.get("cpu_share_per_rank", "").split(";") if x]
         share = min(1.0, min(shares)) if shares else 1.0
-        best = predict_row(r, local_machine(mc, link, m, share))
-        no_ops = predict_row(r, local_machine(mc, link, m, share, t_op=0.0))
+        best = predict_row(r, local_machine(mc, link, m, share, tp=int(r["tp"])))
+        no_ops = predict_row(r, local_machine(mc, link, m, share, t_op=0.0, tp=int(r["tp"])))
         measured = float(r["measured_s"])
         rss = [int(x) for x in r["maxrss_kb_per_rank"].split(";") if x]
         ws = row_workloads(r)

@@ -133,11 +133,19 @@ def memory_bandwidth():
 OVERHEAD_LAYERS = (1, 2, 4, 8)
 
 
+def block_linear_shapes(d, tp):
+    """[out, in] of one rank's linear layers in a GPT-2 block with d_ff = 4d at TP = tp (transformer.cpp: q, k, v and
+    up split by rows, o and down by columns)."""
+    return [(d // tp, d)] * 3 + [(d, d // tp), (4 * d // tp, d), (d, 4 * d // tp)]
+
+
 def torch_rates():
     """One thread of the same ATen the binary links (Debian's libtorch 1.13) at a micro-batch's shapes (8 x 64 tokens):
-    linear [512, d] x [d, 4d]; attention [8, h, 64, hd] x [8, h, hd, 64] and back; elementwise torch.add of two
-    float32 vectors out of place (an autograd op allocates its output), the slope between 128 Ki and 512 Ki elements
-    (the model's tensor sizes; the slope drops the per-call cost)."""
+    linear layers as the block has them at TP 1 and 2 (block_linear_shapes), each in the three products a layer does
+    (forward x Wᵀ + b, input gradient g W, weight gradient gᵀ x; their double backward repeats the same shapes), the
+    rate being their FLOPs over their summed time; attention [8, h, 64, hd] x [8, h, hd, 64] and back; elementwise
+    torch.add of two float32 vectors out of place (an autograd op allocates its output), the slope between 128 Ki and
+    512 Ki elements (the model's tensor sizes; the slope drops the per-call cost)."""
     import torch
     torch.set_num_threads(1)
 
@@ -151,8 +159,14 @@ def torch_rates():
         return statistics.median(t)
     out = {}
     for d in (16, 64, 128, 256):
-        a, w = torch.randn(512, d), torch.randn(d, 4 * d)
-        out["linear_gflops_d%d" % d] = 2 * 512 * d * 4 * d / med(lambda: torch.matmul(a, w), 200) / 1e9
+        for tp in (1, 2):
+            flops, secs = 0.0, 0.0
+            for out_f, in_f in block_linear_shapes(d, tp):
+                x, w, b, g = torch.randn(512, in_f), torch.randn(out_f, in_f), torch.randn(out_f), torch.randn(512, out_f)
+                flops += 3 * 2 * 512 * out_f * in_f
+                secs += (med(lambda: torch.nn.functional.linear(x, w, b), 200) + med(lambda: g.mm(w), 200)
+                         + med(lambda: g.t().mm(x), 200))
+            out[("linear_gflops_d%d" if tp == 1 else "linear_tp2_gflops_d%d") % d] = flops / secs / 1e9
     for hd, h in ((8, 2), (16, 4), (32, 4)):
         q, k, pr = torch.randn(8, h, 64, hd), torch.randn(8, h, hd, 64), torch.randn(8, h, 64, 64)
         t = med(lambda: torch.matmul(q, k), 200) + med(lambda: torch.matmul(pr, q), 200)

@@ -21,12 +21,6 @@
 namespace unlearn {
 namespace {
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const std::size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 /// Drops the file's cached pages (after an fsync they are clean, so this evicts them): the next read is cold.
 void drop_cache(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY);

@@ -9,7 +9,6 @@
 #include <torch/csrc/autograd/autograd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <sstream>
 
@@ -20,13 +19,6 @@
 
 namespace unlearn {
 namespace {
-
-double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 double peak_rss_mib() {
   rusage u{};
@@ -104,24 +96,24 @@ Timings time_products(const Preset& p, Communicator& tp, Communicator& dp, int r
   ShardedVector v = model.values(all);
   for (int r = 0; r < reps + 1; ++r) {  // the first repetition warms up allocators and is dropped
     tp.barrier();
-    double t0 = now();
+    double t0 = steady_seconds();
     const ForwardResult f = model.forward(batch);
     auto g = torch::autograd::grad({f.loss_sum / static_cast<double>(batch.num_targets())}, params);
     tp.barrier();
-    const double t_grad = now() - t0;
-    t0 = now();
+    const double t_grad = steady_seconds() - t0;
+    t0 = steady_seconds();
     curv.prepare({batch});
     tp.barrier();
-    const double t_setup = now() - t0;
-    t0 = now();
+    const double t_setup = steady_seconds() - t0;
+    t0 = steady_seconds();
     curv.hvp(v);
     tp.barrier();
-    const double t_hvp = now() - t0;
+    const double t_hvp = steady_seconds() - t0;
     curv.gvp(v);  // builds Jᵀu (paid once per step), then time a second product on it
-    t0 = now();
+    t0 = steady_seconds();
     curv.gvp(v);
     tp.barrier();
-    const double t_gvp = now() - t0;
+    const double t_gvp = steady_seconds() - t0;
     if (r > 0) {
       tg.push_back(t_grad), ts.push_back(t_setup), th.push_back(t_hvp), tgv.push_back(t_gvp);
     }
@@ -136,15 +128,15 @@ Timings time_products(const Preset& p, Communicator& tp, Communicator& dp, int r
       rows.push_back(std::move(row));
     }
     const FisherStore store(std::move(rows), batch.num_targets());
-    double t0 = now();
+    double t0 = steady_seconds();
     store.gram();
-    out.fisher_gram[k] = now() - t0;
+    out.fisher_gram[k] = steady_seconds() - t0;
     std::vector<double> tf;
     for (int r = 0; r < reps + 1; ++r) {
       ShardedVector y;
-      t0 = now();
+      t0 = steady_seconds();
       store.solve(1e-3, v, y);
-      if (r > 0) tf.push_back(now() - t0);
+      if (r > 0) tf.push_back(steady_seconds() - t0);
     }
     out.fisher_solve[k] = median(tf);
   }
@@ -157,9 +149,9 @@ double matmul_gflops(std::int64_t m, std::int64_t k, std::int64_t n, at::ScalarT
   const at::Tensor b = at::randn({k, n}, at::TensorOptions().dtype(dtype));
   std::vector<double> t;
   for (int r = 0; r < reps + 1; ++r) {
-    const double t0 = now();
+    const double t0 = steady_seconds();
     at::Tensor c = at::matmul(a, b);
-    if (r > 0) t.push_back(now() - t0);
+    if (r > 0) t.push_back(steady_seconds() - t0);
   }
   return 2.0 * static_cast<double>(m * k * n) / median(t) / 1e9;
 }

@@ -5,7 +5,6 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <sstream>
 
@@ -17,8 +16,6 @@
 
 namespace unlearn {
 namespace {
-
-double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 /// Row r of T tokens: token t = ((r·T + t)·2654435761 + salt·40503) mod 2³² mod V; one document per row, every
 /// position but the last a target. This DP replica keeps rows r with r mod DP = its DP rank.
@@ -47,9 +44,9 @@ class TimedOperator final : public LinearOperator {
  public:
   explicit TimedOperator(LinearOperator& base) : base_(base) {}
   void apply(const ShardedVector& x, ShardedVector& y) override {
-    const double t0 = now();
+    const double t0 = steady_seconds();
     base_.apply(x, y);
-    seconds += now() - t0;
+    seconds += steady_seconds() - t0;
   }
   double seconds = 0;
 
@@ -87,13 +84,13 @@ int run_newton_benchmark(AppContext& ctx, const NewtonBenchOptions& opt) {
     StepTimes s;
     grid.world().barrier();
     const CommUsage comm0 = comm_usage();
-    const double t0 = now();
+    const double t0 = steady_seconds();
     const LossGradient f = loss_and_gradient(*model, grid.dp(), all, {forget});
-    s.gradient = now() - t0;
-    double t = now();
+    s.gradient = steady_seconds() - t0;
+    double t = steady_seconds();
     Curvature curv(*model, grid.dp(), all);
     curv.prepare({retain});
-    s.setup = now() - t;
+    s.setup = steady_seconds() - t;
     CurvatureOperator C(curv, kind);
     TimedOperator timed(C);
     DampedOperator A(timed, opt.damping);
@@ -101,9 +98,9 @@ int run_newton_benchmark(AppContext& ctx, const NewtonBenchOptions& opt) {
     cg.max_iters = opt.cg_iters;
     cg.rtol = 0.0;  // a fixed iteration count (the peers run as many)
     ShardedVector x;
-    t = now();
+    t = steady_seconds();
     const CgResult res = solve_cg(A, f.gradient, x, cg);
-    s.cg = now() - t;
+    s.cg = steady_seconds() - t;
     grid.world().barrier();
     s.products = timed.seconds;
     s.comm = comm_usage().seconds - comm0.seconds;

@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -40,6 +41,17 @@ at::ScalarType parse_dtype(const std::string& name) {
 }
 
 }  // namespace
+
+double steady_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+double median(std::vector<double> v) {
+  UNLEARN_CHECK(!v.empty(), "median of no timings");
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
 
 void write_bench_output(const AppContext& ctx, const std::string& path, const std::string& text) {
   if (path.empty() || ctx.grid.world_rank() != 0) return;

@@ -516,10 +516,11 @@ class ForgetCommand final : public Subcommand {
       pb.placement = part ? slice_placement(placement_of(model, subset), *part) : placement_of(model, subset);
       std::unique_ptr<CurvatureOperator> curvature_op;
       std::unique_ptr<FisherStore> fisher;
-      // The retain sample one document per batch: the Fisher store's rows, and the preconditioner's diagonal.
+      // The retain sample one document per batch, for the Fisher store's rows or the preconditioner's diagonal.
       std::vector<Batch> docs;
-      for (std::int64_t d : retain_pool)
-        for (auto& b : batches_of(document_windows(ds.document_tokens(d), window_), 1 << 20)) docs.push_back(b);
+      if (!products || preconditioner_ == "diagonal")
+        for (std::int64_t d : retain_pool)
+          for (auto& b : batches_of(document_windows(ds.document_tokens(d), window_), 1 << 20)) docs.push_back(b);
       if (!products) {
         DocumentGradients dg = document_gradients(model, grid.dp(), subset, docs, part);
         fisher = std::make_unique<FisherStore>(std::move(dg.rows), dg.total_tokens);

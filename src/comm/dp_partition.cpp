@@ -29,24 +29,18 @@ DpPartition::DpPartition(const ShardedVector& like, Communicator& dp, Communicat
   }
 }
 
-void DpPartition::check_whole(const ShardedVector& v, const char* what) const {
+void DpPartition::check(const ShardedVector& v, const char* what, bool chunks) const {
   UNLEARN_CHECK(v.size() == shapes_.size(), "DpPartition::" << what << ": " << v.size() << " entries, expected "
                                                             << shapes_.size());
-  for (std::size_t i = 0; i < v.size(); ++i)
-    UNLEARN_CHECK(v[i].sizes().vec() == shapes_[i],
-                  "DpPartition::" << what << ": entry '" << layout_[i].name << "' has shape " << v[i].sizes());
-}
-
-void DpPartition::check_part(const ShardedVector& v, const char* what) const {
-  UNLEARN_CHECK(v.size() == shapes_.size(), "DpPartition::" << what << ": " << v.size() << " entries, expected "
-                                                            << shapes_.size());
-  for (std::size_t i = 0; i < v.size(); ++i)
-    UNLEARN_CHECK(v[i].dim() == 1 && v[i].numel() == length_[i],
-                  "DpPartition::" << what << ": entry '" << layout_[i].name << "' is not this rank's chunk");
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    const bool ok = chunks ? v[i].dim() == 1 && v[i].numel() == length_[i] : v[i].sizes().vec() == shapes_[i];
+    UNLEARN_CHECK(ok, "DpPartition::" << what << ": entry '" << layout_[i].name << "' of shape " << v[i].sizes()
+                                      << " is not " << (chunks ? "this rank's chunk" : "the whole TP shard"));
+  }
 }
 
 ShardedVector DpPartition::slice(const ShardedVector& whole) const {
-  check_whole(whole, "slice");
+  check(whole, "slice", false);
   std::vector<at::Tensor> parts;
   parts.reserve(whole.size());
   for (std::size_t i = 0; i < whole.size(); ++i)
@@ -55,7 +49,7 @@ ShardedVector DpPartition::slice(const ShardedVector& whole) const {
 }
 
 ShardedVector DpPartition::gather(const ShardedVector& part) const {
-  check_part(part, "gather");
+  check(part, "gather", true);
   // Each rank's block: its chunks, each padded to chunk_i. After the all-gather, entry i is the column block
   // [off_i, off_i + chunk_i) of the [DP, Σ chunk] buffer, read row by row and cut to n_i.
   at::Tensor block = at::zeros({chunk_total_}, options_);
@@ -78,7 +72,7 @@ ShardedVector DpPartition::gather(const ShardedVector& part) const {
 }
 
 ShardedVector DpPartition::reduce_scatter(const ShardedVector& partial) const {
-  check_whole(partial, "reduce_scatter");
+  check(partial, "reduce_scatter", false);
   // Row d of the [DP, Σ chunk] buffer holds DP rank d's chunks of every entry (zero-padded).
   at::Tensor packed = at::zeros({parts(), chunk_total_}, options_);
   std::int64_t off = 0;

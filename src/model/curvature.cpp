@@ -197,6 +197,21 @@ ShardedVector Curvature::gvp(const ShardedVector& v, DpReduction reduction) {
   return reduce_over_dp(std::move(acc), reduction);
 }
 
+namespace {
+
+/// Gradient of one document's SUM loss with respect to `inputs` (zeros for parameters it does not reach); no graph
+/// is kept.
+std::vector<at::Tensor> document_gradient(const TransformerModel& model, const std::vector<at::Tensor>& inputs,
+                                          const Batch& document) {
+  const ForwardResult f = model.forward(document);
+  auto grads = torch::autograd::grad({f.loss_sum}, inputs, {}, false, false, /*allow_unused=*/true);
+  for (std::size_t j = 0; j < grads.size(); ++j)
+    grads[j] = grads[j].defined() ? grads[j].detach() : at::zeros_like(inputs[j]).detach();
+  return grads;
+}
+
+}  // namespace
+
 DocumentGradients document_gradients(const TransformerModel& model, Communicator& dp,
                                      const std::vector<std::size_t>& subset, const std::vector<Batch>& documents,
                                      const DpPartition* partition) {
@@ -211,10 +226,7 @@ DocumentGradients document_gradients(const TransformerModel& model, Communicator
     const int owner = static_cast<int>(d % static_cast<std::size_t>(dp.size()));
     std::vector<at::Tensor> grads;
     if (dp.rank() == owner) {
-      const ForwardResult f = model.forward(documents[d]);
-      grads = torch::autograd::grad({f.loss_sum}, inputs, {}, false, false, /*allow_unused=*/true);
-      for (std::size_t j = 0; j < grads.size(); ++j)
-        grads[j] = grads[j].defined() ? grads[j].detach() : at::zeros_like(inputs[j]).detach();
+      grads = document_gradient(model, inputs, documents[d]);
     } else {
       for (const auto& in : inputs) grads.push_back(at::empty_like(in).detach());
     }
@@ -242,10 +254,8 @@ ShardedVector squared_gradient_sum(const TransformerModel& model, Communicator& 
   for (std::size_t j : subset) sum.push_back(at::zeros_like(model.parameters()[j].value).detach());
   for (std::size_t d = static_cast<std::size_t>(dp.rank()); d < documents.size(); d += static_cast<std::size_t>(dp.size())) {
     if (documents[d].num_targets() == 0) continue;
-    const ForwardResult f = model.forward(documents[d]);
-    const auto g = torch::autograd::grad({f.loss_sum}, inputs, {}, false, false, /*allow_unused=*/true);
-    for (std::size_t j = 0; j < g.size(); ++j)
-      if (g[j].defined()) sum[j].addcmul_(g[j], g[j]);
+    const auto g = document_gradient(model, inputs, documents[d]);
+    for (std::size_t j = 0; j < g.size(); ++j) sum[j].addcmul_(g[j], g[j]);
   }
   return sum_over_dp(model, dp, subset, std::move(sum));
 }

@@ -47,6 +47,11 @@ int run_newton_benchmark(AppContext& ctx, const NewtonBenchOptions& options);
 /// Checkpoint write/read throughput against dd to the same directory (bench_checkpoint.cpp).
 int run_checkpoint_benchmark(AppContext& ctx, const CheckpointBenchOptions& options);
 
+/// Seconds on the steady clock (differences time a step).
+double steady_seconds();
+/// Median of timings (mean of the middle two for an even count).
+double median(std::vector<double> v);
+
 /// Writes `text` to `path` on world rank 0 (no-op for an empty path).
 void write_bench_output(const AppContext& ctx, const std::string& path, const std::string& text);
 

@@ -34,8 +34,8 @@ class DpPartition {
   ShardedVector reduce_scatter(const ShardedVector& partial) const;
 
  private:
-  void check_whole(const ShardedVector& v, const char* what) const;
-  void check_part(const ShardedVector& v, const char* what) const;
+  /// `v` has an entry per layout entry, each whole (the TP shard's shape) or, with `chunks`, this rank's 1-D chunk.
+  void check(const ShardedVector& v, const char* what, bool chunks) const;
 
   Communicator& dp_;
   Communicator& world_;
