@@ -253,6 +253,7 @@ class ForgetCommand final : public Subcommand {
     shape.cg_iterations = opt_.cg.max_iters;
     shape.rows_per_batch = rows_per_batch_;
     shape.dp_chunks = solver_sharding_ == "dp" ? grid.dp_size() : 1;
+    shape.preconditioner = preconditioner_ == "diagonal";
     const ForgetEstimate est = estimate_forget(meta.config, grid, shape);
     const std::int64_t limit = memory_limit_ == "auto"
                                    ? available_memory_per_rank(grid)

@@ -56,12 +56,14 @@ ForgetEstimate estimate_forget(const ModelConfig& config, const ProcessGrid& gri
   const std::int64_t b = static_cast<std::int64_t>(at::elementSize(config.dtype));
   e.weights_bytes = e.params_local * b;
   // Vectors of the subset's size alive at once: gradients (forget, retain, full, and the Curvature object's), the
-  // right-hand side and update, CG's x, r, p, Ap; gradient ascent keeps the step and one gradient. Split over DP
+  // right-hand side and update, CG's x, r, p, Ap (and M⁻¹ with a preconditioner); gradient ascent keeps the step
+  // and one gradient. Split over DP
   // (design 3.4), the solver's vectors are DP chunks, while a product's gathered input, its partial result and the
   // reduce-scatter buffer stay whole, as do the step, noise and update applied after the solve.
   const bool fisher = shape.method == Method::kFisherRemoval || shape.method == Method::kFisherForgetting ||
                       (shape.method == Method::kNewtonCg && shape.curvature == CurvatureKind::kFisher);
-  const int vectors = shape.method == Method::kGradientAscent ? 5 : shape.method == Method::kNewtonCg ? 11 : 9;
+  const int vectors = (shape.method == Method::kGradientAscent ? 5 : shape.method == Method::kNewtonCg ? 11 : 9) +
+                      (shape.preconditioner && shape.method == Method::kNewtonCg ? 1 : 0);
   const bool chunked = shape.dp_chunks > 1 && shape.method != Method::kGradientAscent;
   e.vectors = chunked ? 4 : vectors;
   e.chunked_vectors = chunked ? vectors - 2 : 0;

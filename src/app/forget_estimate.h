@@ -21,6 +21,7 @@ struct ForgetShape {
   int cg_iterations = 50;
   std::int64_t rows_per_batch = 8;    // rows of max_positions per micro-batch
   int dp_chunks = 1;                  // DP when solver vectors and Fisher rows are split over DP (design 3.4)
+  bool preconditioner = false;        // Newton-CG keeps M⁻¹ (--preconditioner diagonal): one more vector
 };
 
 struct ForgetEstimate {
