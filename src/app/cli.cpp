@@ -7,6 +7,7 @@
 #include <torch/version.h>
 
 #include <boost/version.hpp>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -61,36 +62,13 @@ void add_common_options(po::options_description& desc, CommonOptions& common) {
        "append one JSON object per event to FILE (rank 0), starting with the full configuration");
 }
 
-std::string any_to_string(const boost::any& v) {
-  if (v.empty()) return "";
-  if (const auto* p = boost::any_cast<std::string>(&v)) return *p;
-  if (const auto* p = boost::any_cast<int>(&v)) return std::to_string(*p);
-  if (const auto* p = boost::any_cast<long>(&v)) return std::to_string(*p);
-  if (const auto* p = boost::any_cast<long long>(&v)) return std::to_string(*p);
-  if (const auto* p = boost::any_cast<unsigned>(&v)) return std::to_string(*p);
-  if (const auto* p = boost::any_cast<unsigned long>(&v)) return std::to_string(*p);  // std::uint64_t
-  if (const auto* p = boost::any_cast<unsigned long long>(&v)) return std::to_string(*p);
-  if (const auto* p = boost::any_cast<double>(&v)) {
-    std::ostringstream os;
-    os << *p;
-    return os.str();
-  }
-  if (const auto* p = boost::any_cast<bool>(&v)) return *p ? "true" : "false";
-  if (const auto* p = boost::any_cast<std::vector<std::string>>(&v)) {
-    std::string s;
-    for (const auto& x : *p) s += (s.empty() ? "" : ",") + x;
-    return s;
-  }
-  return "<value>";
-}
-
 /// Every option with its value as a JSON object, and as aligned lines for the start-up log.
 void describe_options(const po::variables_map& vm, std::string& json, std::string& table) {
   JsonObject obj;
   std::ostringstream os;
   for (const auto& [name, value] : vm) {
     if (name == "help") continue;
-    const std::string text = any_to_string(value.value());
+    const std::string text = option_value_text(value.value());
     obj.add(name, text);
     std::string padded = name;
     padded.resize(std::max<std::size_t>(padded.size(), 22), ' ');
@@ -134,6 +112,30 @@ int resolve_threads(int requested, int node_local_size) {
 }
 
 }  // namespace
+
+std::string option_value_text(const boost::any& v) {
+  if (v.empty()) return "";
+  if (const auto* p = boost::any_cast<std::string>(&v)) return *p;
+  if (const auto* p = boost::any_cast<int>(&v)) return std::to_string(*p);
+  if (const auto* p = boost::any_cast<long>(&v)) return std::to_string(*p);
+  if (const auto* p = boost::any_cast<long long>(&v)) return std::to_string(*p);
+  if (const auto* p = boost::any_cast<unsigned>(&v)) return std::to_string(*p);
+  if (const auto* p = boost::any_cast<unsigned long>(&v)) return std::to_string(*p);  // std::uint64_t
+  if (const auto* p = boost::any_cast<unsigned long long>(&v)) return std::to_string(*p);
+  if (const auto* p = boost::any_cast<double>(&v)) {
+    char buf[32];  // the shortest text that reads back as the same double: exact, and 0.1 stays "0.1"
+    const auto r = std::to_chars(buf, buf + sizeof(buf), *p);
+    return std::string(buf, r.ptr);
+  }
+  if (const auto* p = boost::any_cast<bool>(&v)) return *p ? "true" : "false";
+  if (const auto* p = boost::any_cast<std::vector<std::string>>(&v)) {
+    std::string s;
+    for (const auto& x : *p) s += (s.empty() ? "" : ",") + x;
+    return s;
+  }
+  return "<value>";
+}
+
 
 std::vector<std::string> version_lines() {
   std::vector<std::string> out;

@@ -31,21 +31,6 @@ namespace unlearn {
 namespace {
 
 /// An option's value as text (the types the options of this command use).
-std::string option_text(const po::variable_value& v) {
-  const boost::any& a = v.value();
-  if (const auto* p = boost::any_cast<std::string>(&a)) return *p;
-  if (const auto* p = boost::any_cast<int>(&a)) return std::to_string(*p);
-  if (const auto* p = boost::any_cast<bool>(&a)) return *p ? "true" : "false";
-  if (const auto* p = boost::any_cast<std::uint64_t>(&a)) return std::to_string(*p);
-  if (const auto* p = boost::any_cast<double>(&a)) {
-    std::ostringstream os;
-    os.precision(17);
-    os << *p;
-    return os.str();
-  }
-  return "?";
-}
-
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
@@ -292,7 +277,7 @@ class ForgetCommand final : public Subcommand {
                                                   "report", "metrics", "log-level", "dry-run", "threads", "config",
                                                   "memory-limit"};
     for (const auto& [key, value] : ctx.options)
-      if (!neutral.count(key)) fingerprint_ += " " + key + "=" + option_text(value);
+      if (!neutral.count(key)) fingerprint_ += " " + key + "=" + option_value_text(value.value());
     if (!state_dir_.empty()) {
       if (grid.world_rank() == 0) std::filesystem::create_directories(state_dir_);
       grid.world().barrier();
@@ -428,11 +413,9 @@ class ForgetCommand final : public Subcommand {
 
   /// This DP replica's single-window rows of `docs` (document i goes to replica i % dp).
   std::vector<Batch> batches_for(const std::vector<std::int64_t>& docs, const ProcessGrid& grid) const {
-    std::vector<TokenRow> rows;
-    for (std::size_t i = static_cast<std::size_t>(grid.dp_rank()); i < docs.size();
-         i += static_cast<std::size_t>(grid.dp_size()))
-      for (auto& w : document_windows(dataset_cache_->document_tokens(docs[i]), window_)) rows.push_back(std::move(w));
-    return batches_of(rows, rows_per_batch_);
+    return replica_batches(
+        docs, [&](std::int64_t d) { return dataset_cache_->document_tokens(d); }, window_, rows_per_batch_,
+        grid.dp_rank(), grid.dp_size());
   }
 
   /// One request: returns its report (JSON) and adds its update to `total`.

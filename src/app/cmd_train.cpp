@@ -274,11 +274,9 @@ class TrainCommand final : public Subcommand {
     std::vector<std::size_t> all(model->parameters().size());
     for (std::size_t i = 0; i < all.size(); ++i) all[i] = i;
     auto gradient_over = [&](const std::vector<std::int64_t>& docs) {
-      std::vector<TokenRow> rows;
-      for (std::size_t i = static_cast<std::size_t>(grid.dp_rank()); i < docs.size();
-           i += static_cast<std::size_t>(grid.dp_size()))
-        for (auto& r : document_windows(ds.document_tokens(docs[i]), window)) rows.push_back(std::move(r));
-      return loss_and_gradient(*model, grid.dp(), all, batches_of(rows, eval_rows_));
+      return loss_and_gradient(*model, grid.dp(), all,
+                               replica_batches(docs, [&](std::int64_t d) { return ds.document_tokens(d); }, window,
+                                               eval_rows_, grid.dp_rank(), grid.dp_size()));
     };
     std::vector<std::int64_t> stat_rows = train_rows;
     if (stat_docs_ > 0 && static_cast<std::int64_t>(stat_rows.size()) > stat_docs_) stat_rows.resize(stat_docs_);

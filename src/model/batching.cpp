@@ -99,4 +99,13 @@ std::vector<Batch> batches_of(const std::vector<TokenRow>& windows, std::int64_t
   return out;
 }
 
+std::vector<Batch> replica_batches(const std::vector<std::int64_t>& documents,
+                                   const std::function<std::vector<std::int32_t>(std::int64_t)>& tokens_of,
+                                   std::int64_t window, std::int64_t rows_per_batch, int dp_rank, int dp_size) {
+  std::vector<TokenRow> rows;
+  for (std::size_t i = static_cast<std::size_t>(dp_rank); i < documents.size(); i += static_cast<std::size_t>(dp_size))
+    for (auto& w : document_windows(tokens_of(documents[i]), window)) rows.push_back(std::move(w));
+  return batches_of(rows, rows_per_batch);
+}
+
 }  // namespace unlearn

@@ -26,6 +26,10 @@ struct CommonOptions {
   int threads = 0;              // --threads: intra-op threads per rank; 0 = cores on the node / ranks on the node
 };
 
+/// An option's value as text: the config record of every output, and resume fingerprints (doubles in their shortest
+/// exact form).
+std::string option_value_text(const boost::any& value);
+
 /// What a running subcommand gets: the grid, the options, the metrics sink and the full validated config.
 struct AppContext {
   ProcessGrid& grid;

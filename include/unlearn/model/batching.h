@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "unlearn/model/transformer.h"
@@ -34,5 +35,11 @@ Batch make_batch(const std::vector<PackedRow>& rows);
 
 /// Micro-batches of at most `rows_per_batch` single-window rows each.
 std::vector<Batch> batches_of(const std::vector<TokenRow>& windows, std::int64_t rows_per_batch);
+
+/// batches_of this DP replica's share of `documents` (document i goes to replica i % dp_size), each cut into
+/// windows; `tokens_of(d)` gives document d's tokens.
+std::vector<Batch> replica_batches(const std::vector<std::int64_t>& documents,
+                                   const std::function<std::vector<std::int32_t>(std::int64_t)>& tokens_of,
+                                   std::int64_t window, std::int64_t rows_per_batch, int dp_rank, int dp_size);
 
 }  // namespace unlearn
