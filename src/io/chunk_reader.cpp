@@ -139,18 +139,17 @@ std::optional<ChunkIndex> chunk_index(hid_t dataset, hid_t memory_type, std::int
   }
   // Every chunk must exist with the filter applied at full size (edge chunks included: filtered chunks are).
   index.file_offset.reserve(chunks);
-  std::vector<hsize_t> all(index.shape);
-  for_each_chunk(index, std::vector<hsize_t>(n, 0), all, [&](std::uint64_t, const std::vector<hsize_t>& origin) {
+  bool complete = true;
+  const std::vector<hsize_t> zero(n, 0);
+  for_each_chunk(index, zero, index.shape, [&](std::uint64_t, const std::vector<hsize_t>& origin) {
     unsigned mask = 0;
     haddr_t addr = HADDR_UNDEF;
     hsize_t size = 0;
     h5::check(H5Dget_chunk_info_by_coord(dataset, origin.data(), &mask, &addr, &size), "H5Dget_chunk_info_by_coord");
-    index.file_offset.push_back(mask == 0 && size == index.data_bytes + 4 && addr != HADDR_UNDEF
-                                    ? base + static_cast<std::uint64_t>(addr)
-                                    : UINT64_MAX);
+    complete = complete && mask == 0 && size == index.data_bytes + 4 && addr != HADDR_UNDEF;
+    index.file_offset.push_back(base + static_cast<std::uint64_t>(addr));
   });
-  for (auto at : index.file_offset)
-    if (at == UINT64_MAX) return std::nullopt;
+  if (!complete) return std::nullopt;
   return index;
 }
 

@@ -240,6 +240,13 @@ void check_block(const TensorBlock& b) {
 
 std::vector<hsize_t> to_hsize(const std::vector<std::int64_t>& v) { return {v.begin(), v.end()}; }
 
+/// Where a block's hyperslab starts in the file (its extent is the local shape).
+std::vector<hsize_t> block_start(const TensorBlock& b) {
+  std::vector<hsize_t> start(b.global_shape.size(), 0);
+  if (b.shard_dim >= 0) start[static_cast<std::size_t>(b.shard_dim)] = static_cast<hsize_t>(b.shard_start);
+  return start;
+}
+
 /// Selects the block in the file space (and the whole memory space), or nothing when `take` is false.
 void select_block(const h5::Handle& file_space, const h5::Handle& mem_space, const TensorBlock& b, bool take) {
   if (!take || b.local.numel() == 0) {
@@ -247,8 +254,7 @@ void select_block(const h5::Handle& file_space, const h5::Handle& mem_space, con
     h5::check(H5Sselect_none(mem_space.id()), "H5Sselect_none");
     return;
   }
-  std::vector<hsize_t> start(b.global_shape.size(), 0);
-  if (b.shard_dim >= 0) start[static_cast<std::size_t>(b.shard_dim)] = static_cast<hsize_t>(b.shard_start);
+  const std::vector<hsize_t> start = block_start(b);
   const std::vector<hsize_t> count = to_hsize(local_shape(b));
   h5::check(H5Sselect_hyperslab(file_space.id(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr),
             "H5Sselect_hyperslab");
@@ -664,13 +670,6 @@ FileInfo read_file_info(const std::string& path, Communicator& world) {
 }
 
 namespace {
-
-/// Hyperslab of a block in the file: its start and extent per dimension.
-std::vector<hsize_t> block_start(const TensorBlock& b) {
-  std::vector<hsize_t> start(b.global_shape.size(), 0);
-  if (b.shard_dim >= 0) start[static_cast<std::size_t>(b.shard_dim)] = static_cast<hsize_t>(b.shard_start);
-  return start;
-}
 
 /// UNLEARN_CHECKPOINT_READ=hdf5 reads every tensor through H5Dread and HDF5's filter pipeline (A/B and tests).
 bool direct_reads_enabled() {

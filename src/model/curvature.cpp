@@ -252,7 +252,8 @@ ShardedVector squared_gradient_sum(const TransformerModel& model, Communicator& 
   const auto inputs = inputs_of(model, subset);
   std::vector<at::Tensor> sum;
   for (std::size_t j : subset) sum.push_back(at::zeros_like(model.parameters()[j].value).detach());
-  for (std::size_t d = static_cast<std::size_t>(dp.rank()); d < documents.size(); d += static_cast<std::size_t>(dp.size())) {
+  const auto step = static_cast<std::size_t>(dp.size());
+  for (std::size_t d = static_cast<std::size_t>(dp.rank()); d < documents.size(); d += step) {
     if (documents[d].num_targets() == 0) continue;
     const auto g = document_gradient(model, inputs, documents[d]);
     for (std::size_t j = 0; j < g.size(); ++j) sum[j].addcmul_(g[j], g[j]);
