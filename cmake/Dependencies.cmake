@@ -11,6 +11,17 @@ target_compile_options(unlearn_torch INTERFACE ${_torch_flags})
 set(MPI_CXX_SKIP_MPICXX ON)
 find_package(MPI REQUIRED COMPONENTS C CXX)
 
+# The Fortran BLAS that Debian's LibTorch links (libblas.so.3, OpenBLAS by alternatives): attention's batched
+# products call it directly (src/model/batched_matmul.cpp). Without one they fall back to at::matmul.
+find_library(UNLEARN_BLAS_LIBRARY NAMES blas libblas.so.3)
+add_library(unlearn_blas INTERFACE)
+if(UNLEARN_BLAS_LIBRARY)
+  target_link_libraries(unlearn_blas INTERFACE ${UNLEARN_BLAS_LIBRARY})
+  target_compile_definitions(unlearn_blas INTERFACE UNLEARN_HAVE_BLAS=1)
+else()
+  message(STATUS "No BLAS library found: attention's batched products use at::matmul")
+endif()
+
 # Without the hint FindHDF5 picks Debian's serial h5cc.
 set(HDF5_PREFER_PARALLEL TRUE)
 find_package(HDF5 REQUIRED COMPONENTS C)

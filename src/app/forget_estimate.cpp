@@ -77,7 +77,12 @@ ForgetEstimate estimate_forget(const ModelConfig& config, const ProcessGrid& gri
   // times what LibTorch really keeps beyond that count, measured as peak RSS per retain token on the demo model
   // (docs/forget.md "Memory and time"): 3.3x for the G·v graphs, 2.3x for H·v. Only Newton-CG on H or G keeps
   // graphs; every other pass is a plain backward of one micro-batch at a time (`transient`, one graph's worth).
+  // GPT-2's GELU caches its first derivative (G·v) and grad·second derivative (H·v) in the graph after the first
+  // product: d_ff / tp values each per token and layer (src/model/tp_layers.cpp), counted apart from the 2.3x / 3.3x.
   const double tp = grid.tp_size(), d = static_cast<double>(config.d_model);
+  const double gelu_caches = config.family != Family::kGpt2                      ? 0.0
+                             : shape.curvature == CurvatureKind::kGgn ? 1.0
+                                                                      : 2.0;
   const double per_token = 2.0 * static_cast<double>(config.n_layers) *
                                (4 * d + 10 * d / tp + static_cast<double>(config.n_heads) / tp *
                                                           static_cast<double>(config.max_positions)) +
@@ -85,7 +90,11 @@ ForgetEstimate estimate_forget(const ModelConfig& config, const ProcessGrid& gri
   const double tokens = static_cast<double>(shape.retain_tokens) / grid.dp_size();
   const bool keeps_graphs = shape.method == Method::kNewtonCg && shape.curvature != CurvatureKind::kFisher;
   const double kept = shape.curvature == CurvatureKind::kGgn ? 3.3 : 2.3;
-  if (keeps_graphs) e.graph_bytes = static_cast<std::int64_t>(kept * per_token * tokens * static_cast<double>(b));
+  const double cached_per_token =
+      gelu_caches * static_cast<double>(config.n_layers) * static_cast<double>(config.d_ff) / tp;
+  if (keeps_graphs)
+    e.graph_bytes =
+        static_cast<std::int64_t>((kept * per_token + cached_per_token) * tokens * static_cast<double>(b));
   e.transient_bytes = static_cast<std::int64_t>(1.3 * per_token * static_cast<double>(shape.rows_per_batch) *
                                                 static_cast<double>(config.max_positions) * static_cast<double>(b));
   e.total_bytes = kRuntimeBytes + e.weights_bytes + e.vectors_bytes + e.fisher_bytes + e.graph_bytes +

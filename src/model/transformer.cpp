@@ -237,7 +237,7 @@ ForwardResult TransformerModel::forward(const Batch& batch) const {
   if (!gpt2) std::tie(cos, sin) = rotary_tables(positions, hd, c.rope_theta, c.dtype);
 
   auto norm = [&](const at::Tensor& in, std::int64_t w, std::int64_t b) {
-    return gpt2 ? at::layer_norm(in, {c.d_model}, W(w), W(b), c.norm_eps) : rms_norm(in, W(w), c.norm_eps);
+    return gpt2 ? layer_norm(in, W(w), W(b), c.norm_eps) : rms_norm(in, W(w), c.norm_eps);
   };
   auto bias = [&](std::int64_t i) { return i >= 0 ? W(i) : at::Tensor(); };
   Communicator& kv_group = *m.kv_group;

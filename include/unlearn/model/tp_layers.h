@@ -5,6 +5,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <utility>
+#include <vector>
 
 #include "unlearn/comm/communicator.h"
 #include "unlearn/model/config.h"
@@ -39,6 +40,18 @@ at::Tensor apply_rotary(const at::Tensor& x, const at::Tensor& cos, const at::Te
 /// GPT-2's tanh GELU, 0.5 x (1 + tanh(c (x + 0.044715 x³))), as an autograd Function with closed-form first and
 /// second derivatives: LibTorch 1.13's own gelu double backward took a third of an H·v on a 5M model.
 at::Tensor gelu_tanh(const at::Tensor& x);
+
+/// GPT-2's LayerNorm over the last dimension, LN(x) ⊙ weight + bias, as an autograd Function whose double backward
+/// is two fused passes per row (src/model/layer_norm.cpp derives it) instead of LibTorch's ~40 elementwise passes;
+/// differentiable any number of times.
+at::Tensor layer_norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps);
+
+namespace detail {
+/// For tests: layer_norm's double backward, (∂x, ∂weight, ∂dy) of <A, dx> + <C, dweight> with (dx, dweight) the
+/// backward for incoming dy; fused kernel or the composite (differentiable) form.
+std::vector<at::Tensor> layer_norm_double_backward(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& dy,
+                                                   const at::Tensor& A, const at::Tensor& C, double eps, bool fused);
+}  // namespace detail
 
 /// x * rsqrt(mean(x^2) + eps) * weight over the last dimension.
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
