@@ -12,7 +12,7 @@ set(MPI_CXX_SKIP_MPICXX ON)
 find_package(MPI REQUIRED COMPONENTS C CXX)
 
 # The Fortran BLAS that Debian's LibTorch links (libblas.so.3, OpenBLAS by alternatives): attention's batched
-# products call it directly (src/model/batched_matmul.cpp). Without one they fall back to at::matmul.
+# products call it directly (src/model/attention_kernels.cpp). Without one they fall back to at::matmul.
 find_library(UNLEARN_BLAS_LIBRARY NAMES blas libblas.so.3)
 add_library(unlearn_blas INTERFACE)
 if(UNLEARN_BLAS_LIBRARY)

@@ -80,9 +80,8 @@ ForgetEstimate estimate_forget(const ModelConfig& config, const ProcessGrid& gri
   // GPT-2's GELU caches its first derivative (G·v) and grad·second derivative (H·v) in the graph after the first
   // product: d_ff / tp values each per token and layer (src/model/tp_layers.cpp), counted apart from the 2.3x / 3.3x.
   const double tp = grid.tp_size(), d = static_cast<double>(config.d_model);
-  const double gelu_caches = config.family != Family::kGpt2                      ? 0.0
-                             : shape.curvature == CurvatureKind::kGgn ? 1.0
-                                                                      : 2.0;
+  double gelu_caches = 0.0;  // LLaMA's SiLU keeps none
+  if (config.family == Family::kGpt2) gelu_caches = shape.curvature == CurvatureKind::kGgn ? 1.0 : 2.0;
   const double per_token = 2.0 * static_cast<double>(config.n_layers) *
                                (4 * d + 10 * d / tp + static_cast<double>(config.n_heads) / tp *
                                                           static_cast<double>(config.max_positions)) +
