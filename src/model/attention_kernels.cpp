@@ -127,10 +127,7 @@ at::Tensor product_values(const at::Tensor& a, const at::Tensor& b, double alpha
                     a.sizes().slice(0, a.dim() - 2) == b.sizes().slice(0, b.dim() - 2),
                 "batched_matmul: shapes " << a.sizes() << " and " << b.sizes() << " do not multiply");
 #if UNLEARN_HAVE_BLAS
-  const auto type = a.scalar_type();
-  if (a.device().is_cpu() && b.device().is_cpu() && type == b.scalar_type() &&
-      (type == at::kFloat || type == at::kDouble) && a.size(-2) < INT_MAX && a.size(-1) < INT_MAX &&
-      b.size(-1) < INT_MAX)
+  if (cpu_kernels_apply({a, b}) && a.size(-2) < INT_MAX && a.size(-1) < INT_MAX && b.size(-1) < INT_MAX)
     return blas_product(a, b, alpha);
 #endif
   at::Tensor c = at::matmul(a, b);
@@ -163,11 +160,6 @@ struct BatchedMatmul : public torch::autograd::Function<BatchedMatmul> {
 
 // ---- softmax ----
 
-bool fused_rows(const at::Tensor& t) {
-  return t.device().is_cpu() && (t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble) &&
-         t.dim() >= 1 && t.size(-1) > 0;
-}
-
 /// f(first, n) for every row of the last dimension, rows spread over ATen's threads.
 template <typename F>
 void for_rows(std::int64_t rows, std::int64_t n, F f) {
@@ -178,7 +170,7 @@ void for_rows(std::int64_t rows, std::int64_t n, F f) {
 
 /// ds = p ⊙ (dp - <p, dp>) per row.
 at::Tensor softmax_grad_values(const at::Tensor& p, const at::Tensor& dp) {
-  if (!fused_rows(p) || p.scalar_type() != dp.scalar_type() || !dp.device().is_cpu())
+  if (!cpu_kernels_apply({p, dp}) || p.dim() == 0 || p.size(-1) == 0)
     return at::_softmax_backward_data(dp, p, -1, p.scalar_type());
   const at::Tensor pc = p.contiguous(), dc = dp.contiguous();
   at::Tensor out = at::empty_like(pc, at::MemoryFormat::Contiguous);
@@ -207,7 +199,7 @@ struct SoftmaxGrad : public torch::autograd::Function<SoftmaxGrad> {
     const bool need_p = ctx->needs_input_grad(0), need_dp = ctx->needs_input_grad(1);
     at::Tensor gp, gdp;
     if (!g.defined()) return {gp, gdp};
-    if (at::GradMode::is_enabled() || !fused_rows(p) || g.scalar_type() != p.scalar_type() || !g.device().is_cpu()) {
+    if (at::GradMode::is_enabled() || !cpu_kernels_apply({p, dp, g}) || p.dim() == 0 || p.size(-1) == 0) {
       // Composite, so that a further derivative sees every term.
       if (need_dp) gdp = SoftmaxGrad::apply(p, g);
       if (need_p) gp = g * (dp - (p * dp).sum(-1, true)) - dp * (g * p).sum(-1, true);
@@ -249,6 +241,16 @@ struct Softmax : public torch::autograd::Function<Softmax> {
 };
 
 }  // namespace
+
+bool cpu_kernels_apply(std::initializer_list<at::Tensor> tensors) {
+  const at::Tensor* first = nullptr;
+  for (const at::Tensor& t : tensors) {
+    if (!t.defined()) continue;
+    if (!first) first = &t;
+    if (!t.device().is_cpu() || t.scalar_type() != first->scalar_type()) return false;
+  }
+  return first && (first->scalar_type() == at::kFloat || first->scalar_type() == at::kDouble);
+}
 
 at::Tensor softmax_last_dim(const at::Tensor& s) { return Softmax::apply(s); }
 

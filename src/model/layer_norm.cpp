@@ -14,6 +14,7 @@
 
 #include <algorithm>
 
+#include "unlearn/model/attention_kernels.h"
 #include "unlearn/model/tp_layers.h"
 
 namespace unlearn {
@@ -98,10 +99,6 @@ Terms double_backward_fused(const at::Tensor& x, const at::Tensor& w, const at::
   return t;
 }
 
-bool fused_ok(const at::Tensor& x) {
-  return x.device().is_cpu() && (x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble) && x.numel() > 0;
-}
-
 /// (dx, dw) of y = LN(x) w + b for the incoming dy; mean and rstd are x's (from the forward), not inputs.
 struct LayerNormGrad : public torch::autograd::Function<LayerNormGrad> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w, const at::Tensor& dy,
@@ -116,9 +113,8 @@ struct LayerNormGrad : public torch::autograd::Function<LayerNormGrad> {
     const at::Tensor &x = s[0], &w = s[1], &dy = s[2];
     const bool need_x = ctx->needs_input_grad(0), need_w = ctx->needs_input_grad(1), need_dy = ctx->needs_input_grad(2);
     Terms t;
-    const bool fused = !at::GradMode::is_enabled() && fused_ok(x) &&
-                       (!grads[0].defined() || grads[0].scalar_type() == x.scalar_type()) &&
-                       (!grads[1].defined() || grads[1].scalar_type() == x.scalar_type());
+    const bool fused =
+        !at::GradMode::is_enabled() && x.numel() > 0 && cpu_kernels_apply({x, w, dy, grads[0], grads[1]});
     if (!grads[0].defined() && !grads[1].defined()) {
       // nothing flows back
     } else if (fused) {

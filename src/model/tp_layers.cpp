@@ -55,13 +55,15 @@ at::Tensor softmax_hessian_apply(const at::Tensor& logits_shard, const at::Tenso
   return p * r - p * pr;
 }
 
-at::Tensor attention_mask(const at::Tensor& segments) {
+at::Tensor attention_bias(const at::Tensor& segments, at::ScalarType dtype) {
   const std::int64_t T = segments.size(1);
   const at::Tensor causal = at::ones({T, T}, segments.options().dtype(at::kBool)).tril();
   const at::Tensor same_doc = segments.unsqueeze(2).eq(segments.unsqueeze(1));  // [B, T(query), T(key)]
   // A negative segment is a shared prefix: every later position of the row sees it (scoring many continuations).
   const at::Tensor shared = segments.lt(0).unsqueeze(1);                          // [B, 1, T(key)]
-  return same_doc.logical_or(shared).logical_and(causal).unsqueeze(1);
+  const at::Tensor allowed = same_doc.logical_or(shared).logical_and(causal).unsqueeze(1);
+  return at::zeros(allowed.sizes(), segments.options().dtype(dtype))
+      .masked_fill_(allowed.logical_not(), -std::numeric_limits<double>::infinity());
 }
 
 std::pair<at::Tensor, at::Tensor> rotary_tables(const at::Tensor& positions, std::int64_t head_dim, double theta,
@@ -150,23 +152,21 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   return x * at::rsqrt(x.pow(2).mean(-1, true) + eps) * weight;
 }
 
-at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& allowed) {
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& bias) {
   const std::int64_t B = q.size(0), H = q.size(1), T = q.size(2), hd = q.size(3), KV = k.size(1);
   // Dense heads once here: the products' graph keeps these and re-reads them at every H·v and G·v.
-  at::Tensor qq = q.contiguous(), kk = k.contiguous(), vv = v.contiguous(), mask = allowed;
+  at::Tensor qq = q.contiguous(), kk = k.contiguous(), vv = v.contiguous(), mask = bias;
   if (KV != H) {  // each KV head serves H / KV consecutive query heads: grouped views, no copies
     const std::int64_t rep = H / KV;
     qq = qq.view({B, KV, rep, T, hd});
     kk = kk.unsqueeze(2).expand({B, KV, rep, T, hd});
     vv = vv.unsqueeze(2).expand({B, KV, rep, T, hd});
-    mask = allowed.unsqueeze(1);
+    mask = bias.unsqueeze(1);
   }
   // The scale rides in the product and the mask is added (0 or -inf): neither costs a pass over the scores in the
   // backward or double backward, where masked_fill and a scalar multiply each would.
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
-  const at::Tensor bias =
-      at::zeros(mask.sizes(), q.options()).masked_fill_(mask.logical_not(), -std::numeric_limits<double>::infinity());
-  const at::Tensor probs = softmax_last_dim(batched_matmul(qq, kk.transpose(-2, -1), scale) + bias);
+  const at::Tensor probs = softmax_last_dim(batched_matmul(qq, kk.transpose(-2, -1), scale) + mask);
   return batched_matmul(probs, vv).view({B, H, T, hd}).transpose(1, 2).reshape({B, T, H * hd});
 }
 

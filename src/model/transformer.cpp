@@ -232,7 +232,7 @@ ForwardResult TransformerModel::forward(const Batch& batch) const {
   at::Tensor x = vocab_parallel_embedding(tokens, W(m.emb), vocab_, tp_);  // [B, T, d], replicated
   if (gpt2) x = x + W(m.pos).index_select(0, positions.reshape(-1)).view({B, T, c.d_model});
 
-  const at::Tensor allowed = attention_mask(segments);  // [B, 1, T, T]
+  const at::Tensor mask = attention_bias(segments, c.dtype);  // [B, 1, T, T], 0 or -inf
   at::Tensor cos, sin;
   if (!gpt2) std::tie(cos, sin) = rotary_tables(positions, hd, c.rope_theta, c.dtype);
 
@@ -255,7 +255,7 @@ ForwardResult TransformerModel::forward(const Batch& batch) const {
       q = apply_rotary(q, cos, sin);
       k = apply_rotary(k, cos, sin);
     }
-    const at::Tensor att = attention(q, k, v, allowed);  // [B, T, heads_local * hd]
+    const at::Tensor att = attention(q, k, v, mask);  // [B, T, heads_local * hd]
     at::Tensor o = reduce_from_tp(at::linear(att, W(L.o)), tp_);
     if (L.ob >= 0) o = o + W(L.ob);
     x = x + o;

@@ -9,7 +9,13 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <initializer_list>
+
 namespace unlearn {
+
+/// Whether the hand-written CPU kernels (here and in layer_norm.cpp) apply: every defined tensor on the CPU and of
+/// one dtype, float32 or float64. Otherwise they fall back to LibTorch's operators.
+bool cpu_kernels_apply(std::initializer_list<at::Tensor> tensors);
 
 /// alpha · (a @ b) over equal leading batch dims: a [..., m, k], b [..., k, n] -> [..., m, n] (contiguous).
 /// Any strides (transposed, head-interleaved or expanded views are read in place); differentiable any number of

@@ -27,8 +27,9 @@ at::Tensor vocab_parallel_cross_entropy_sum(const at::Tensor& logits_shard, cons
 /// (diag(p) - p pᵀ) r per row, with p the full-vocabulary softmax. Not differentiable (values only).
 at::Tensor softmax_hessian_apply(const at::Tensor& logits_shard, const at::Tensor& r, Communicator& tp);
 
-/// [B, 1, T, T] bool: key s visible from query t iff s <= t and both belong to the same document.
-at::Tensor attention_mask(const at::Tensor& segments);
+/// [B, 1, T, T] additive mask in `dtype`: 0 where key s is visible from query t (s <= t and both in the same document,
+/// or s in a shared prefix, segment < 0), -inf elsewhere. Built once per forward, added to every layer's scores.
+at::Tensor attention_bias(const at::Tensor& segments, at::ScalarType dtype);
 
 /// cos and sin tables [B, 1, T, head_dim] for positions [B, T]: angles pos * theta^(-2j/hd), repeated twice
 /// (Hugging Face layout, paired with rotate_half).
@@ -58,6 +59,6 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
 
 /// Softmax attention by plain matrix products (fused kernels have no double backward). q: [B, H, T, hd];
 /// k, v: [B, KV, T, hd] with H a multiple of KV (query head h uses KV head h / (H / KV)). Returns [B, T, H * hd].
-at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& allowed);
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& bias);
 
 }  // namespace unlearn
