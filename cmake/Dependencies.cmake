@@ -22,6 +22,20 @@ else()
   message(STATUS "No BLAS library found: attention's batched products use at::matmul")
 endif()
 
+# ATen's at::parallel_for is a header template: its `#pragma omp parallel` runs threads only in code compiled with
+# OpenMP, so the model's kernels (attention_kernels.cpp, layer_norm.cpp) need -fopenmp to use more than one thread.
+# LibTorch's runtime is GCC's libgomp, so only GCC builds turn it on (clang's libomp would be a second runtime in the
+# process); elsewhere the kernels run serially, with the same results (each row or matrix is one thread's work).
+add_library(unlearn_openmp INTERFACE)
+if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+  find_package(OpenMP COMPONENTS CXX)
+endif()
+if(OpenMP_CXX_FOUND)
+  target_link_libraries(unlearn_openmp INTERFACE OpenMP::OpenMP_CXX)
+else()
+  message(STATUS "No OpenMP for ${CMAKE_CXX_COMPILER_ID}: the model's own kernels run on one thread")
+endif()
+
 # Without the hint FindHDF5 picks Debian's serial h5cc.
 set(HDF5_PREFER_PARALLEL TRUE)
 find_package(HDF5 REQUIRED COMPONENTS C)
