@@ -77,8 +77,9 @@ ForgetEstimate estimate_forget(const ModelConfig& config, const ProcessGrid& gri
   // times what LibTorch really keeps beyond that count, measured as peak RSS per retain token on the demo model
   // (docs/forget.md "Memory and time"): 3.3x for the G·v graphs, 2.3x for H·v. Only Newton-CG on H or G keeps
   // graphs; every other pass is a plain backward of one micro-batch at a time (`transient`, one graph's worth).
-  // GPT-2's GELU caches its first derivative (G·v) and grad·second derivative (H·v) in the graph after the first
-  // product: d_ff / tp values each per token and layer (src/model/tp_layers.cpp), counted apart from the 2.3x / 3.3x.
+  // GPT-2's GELU keeps its first derivative on the graph (from the setup's backward; shared by the double-backward
+  // nodes) and, for H·v, grad·second derivative (from the first product): d_ff / tp values each per token and layer
+  // (src/model/tp_layers.cpp), counted apart from the 2.3x / 3.3x.
   const double tp = grid.tp_size(), d = static_cast<double>(config.d_model);
   double gelu_caches = 0.0;  // LLaMA's SiLU keeps none
   if (config.family == Family::kGpt2) gelu_caches = shape.curvature == CurvatureKind::kGgn ? 1.0 : 2.0;

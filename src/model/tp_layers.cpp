@@ -91,7 +91,7 @@ using torch::autograd::variable_list;
 constexpr double kGeluK = 2.0 * 0.7978845608028654;
 constexpr double kGeluA = 0.044715;
 
-// First derivatives use ATen's fused gelu_backward kernel; only the second derivative is composed here.
+// gelu'(x) is ATen's gelu_backward kernel seeded with ones; only the second derivative is composed here.
 // y'' = 2 s(1-s) k u' + x [s(1-s)(1-2s) (k u')² + s(1-s) k 6a x], s = sigmoid(k u), u = x + a x³.
 at::Tensor gelu_second_derivative(const at::Tensor& x) {
   const at::Tensor x2 = x * x;
@@ -101,46 +101,59 @@ at::Tensor gelu_second_derivative(const at::Tensor& x) {
   return s1 * (2.0 * ku + x * ((1.0 - 2.0 * s) * ku * ku + (kGeluK * 6.0 * kGeluA) * x));
 }
 
-// grad -> grad * gelu'(x), differentiable once more (what H·v needs). Its backward multiplies by gelu'(x) and by
-// grad·gelu''(x), which depend only on tensors of the graph: the first product computes them, later products on the
-// same graph reuse them (two multiplies instead of ~20 elementwise passes and a tanh per product). Under create_graph
+/// Entry `key` of a node's saved data, made by `make` on first use.
+template <typename Make>
+at::Tensor cached(AutogradContext* ctx, const char* key, Make make) {
+  auto it = ctx->saved_data.find(key);
+  if (it != ctx->saved_data.end()) return it->second.toTensor();
+  at::Tensor t = make();
+  ctx->saved_data[key] = t;
+  return t;
+}
+
+at::Tensor gelu_first_derivative(const at::Tensor& x) { return at::gelu_backward(at::ones_like(x), x, "tanh"); }
+
+// grad -> grad * gelu'(x), differentiable once more (what H·v needs); d1 = gelu'(x) is passed in by the GELU node
+// that made this one (a constant: its gradient slot stays empty). Its backward multiplies by d1 and by
+// grad·gelu''(x), which depends only on tensors of the graph: the first product computes it, later products on the
+// same graph reuse it (two multiplies instead of ~20 elementwise passes and a tanh per product). Under create_graph
 // (a third derivative) every term is recomputed from x and grad, so it stays differentiable.
 struct GeluTanhGrad : public torch::autograd::Function<GeluTanhGrad> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& grad) {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& grad, const at::Tensor& d1) {
     ctx->save_for_backward({x, grad});
-    return at::gelu_backward(grad, x, "tanh");
+    ctx->saved_data["d1"] = d1;
+    return grad * d1;
   }
   static variable_list backward(AutogradContext* ctx, variable_list gg) {
     const auto saved = ctx->get_saved_variables();
     const at::Tensor &x = saved[0], &grad = saved[1];
     at::Tensor gx, ggrad;
-    if (!gg[0].defined()) return {gx, ggrad};
+    if (!gg[0].defined()) return {gx, ggrad, at::Tensor()};
     if (at::GradMode::is_enabled()) {
       if (ctx->needs_input_grad(0)) gx = gg[0] * grad * gelu_second_derivative(x);
       if (ctx->needs_input_grad(1)) ggrad = at::gelu_backward(gg[0], x, "tanh");
-      return {gx, ggrad};
+      return {gx, ggrad, at::Tensor()};
     }
-    auto cached = [&](const char* key, auto make) {
-      auto it = ctx->saved_data.find(key);
-      if (it != ctx->saved_data.end()) return it->second.toTensor();
-      at::Tensor t = make();
-      ctx->saved_data[key] = t;
-      return t;
-    };
-    if (ctx->needs_input_grad(0)) gx = gg[0] * cached("grad_d2", [&] { return grad * gelu_second_derivative(x); });
-    if (ctx->needs_input_grad(1))
-      ggrad = gg[0] * cached("d1", [&] { return at::gelu_backward(at::ones_like(x), x, "tanh"); });
-    return {gx, ggrad};
+    if (ctx->needs_input_grad(0)) gx = gg[0] * cached(ctx, "grad_d2", [&] { return grad * gelu_second_derivative(x); });
+    if (ctx->needs_input_grad(1)) ggrad = gg[0] * ctx->saved_data["d1"].toTensor();
+    return {gx, ggrad, at::Tensor()};
   }
 };
 
+// Every backward through a GELU node multiplies by d1 = gelu'(x): the node computes it once and keeps it, so the
+// products of a Newton step (each a backward through the same forward graph) skip the tanh, and the GeluTanhGrad
+// nodes of its double-backward graphs (H·v's, and G·v's Jᵀu) share the same tensor.
 struct GeluTanh : public torch::autograd::Function<GeluTanh> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x) {
     ctx->save_for_backward({x});
     return at::gelu(x, "tanh");
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    return {GeluTanhGrad::apply(ctx->get_saved_variables()[0], grads[0])};
+    if (!grads[0].defined()) return {at::Tensor()};
+    const at::Tensor x = ctx->get_saved_variables()[0];
+    const at::Tensor d1 = cached(ctx, "d1", [&] { return gelu_first_derivative(x.detach()); });
+    if (at::GradMode::is_enabled()) return {GeluTanhGrad::apply(x, grads[0], d1)};
+    return {grads[0] * d1};
   }
 };
 

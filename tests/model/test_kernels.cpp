@@ -1,6 +1,6 @@
 // The model's hand-written autograd kernels against LibTorch's own operators (float64): batched products for every
-// operand layout attention produces, the softmax and LayerNorm with fused double backwards, each through its first,
-// second and (composite path) third derivative.
+// operand layout attention produces, the softmax and LayerNorm with fused double backwards, GELU with its kept
+// derivatives, each through its first, second and (composite path) third derivative.
 #include <gtest/gtest.h>
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -110,6 +110,34 @@ TEST(SoftmaxLastDim, DerivativesEqualSoftmaxWithMaskedEntries) {
     return at::softmax(x[0].masked_fill(mask, -std::numeric_limits<double>::infinity()), -1);
   };
   expect_same_derivatives(ours, theirs, {randn({2, 3, 7, 7}, 3)}, 3, 1e-12);
+}
+
+TEST(GeluTanh, DerivativesEqualGeluTanh) {
+  const Fn ours = [](const std::vector<at::Tensor>& x) { return gelu_tanh(x[0]); };
+  const Fn theirs = [](const std::vector<at::Tensor>& x) { return at::gelu(x[0], "tanh"); };
+  // The last order of each run takes the no-graph path (cached gelu' and grad·gelu''), the earlier ones the
+  // differentiable path: orders 1, 2 and 3 cover both at every level.
+  for (int orders = 1; orders <= 3; ++orders)
+    expect_same_derivatives(ours, theirs, {randn({4, 5, 6}, 12) * 2.0}, orders, 1e-12);
+}
+
+TEST(GeluTanh, RepeatedProductsOnOneGraphEqualFreshOnes) {
+  // As a Newton step runs them: one differentiable gradient, then several H·v and backward passes on the same graph,
+  // the later ones from the derivatives the first kept.
+  const at::Tensor x0 = randn({3, 8}, 13) * 2.0, seed = randn({3, 8}, 14);
+  auto products = [&](bool ours) {
+    const at::Tensor x = x0.clone().requires_grad_(true);
+    const at::Tensor y = ours ? gelu_tanh(x) : at::gelu(x, "tanh");
+    const at::Tensor g = torch::autograd::grad({(y * seed).sum()}, {x}, {}, true, true)[0];
+    std::vector<at::Tensor> out;
+    for (std::uint64_t k = 0; k < 3; ++k) {
+      out.push_back(torch::autograd::grad({(g * randn({3, 8}, 20 + k)).sum()}, {x}, {}, true)[0]);  // H·v
+      out.push_back(torch::autograd::grad({y}, {x}, {randn({3, 8}, 30 + k)}, true)[0]);             // Jᵀu
+    }
+    return out;
+  };
+  const auto got = products(true), want = products(false);
+  for (std::size_t i = 0; i < got.size(); ++i) EXPECT_LE(rel(got[i], want[i]), 1e-13) << "product " << i;
 }
 
 TEST(LayerNorm, DerivativesEqualLayerNorm) {

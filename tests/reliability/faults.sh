@@ -153,8 +153,11 @@ fi
 
 # ---- 3. SIGTERM to every rank mid-solve, then --resume -----------------------------------------------------------
 section "SIGTERM mid-solve"
-check "newton-cg uninterrupted" 0 "wrote" -- $mpi "$bin" "${ncg[@]}" --cg-max-iters 12 --output "$tmp/sA.h5"
-timeout 120 $mpi "$bin" "${ncg[@]}" --cg-max-iters 12 --state-dir "$tmp/st" --output "$tmp/sB.h5" > "$tmp/s.log" 2>&1 &
+# Enough iterations that the signal lands mid-solve: a CG iteration of this model takes ~25 ms, and mpiexec forwards
+# the "cg 2" line a few hundred ms after rank 0 writes it (12 iterations were over by then).
+iters=60
+check "newton-cg uninterrupted" 0 "wrote" -- $mpi "$bin" "${ncg[@]}" --cg-max-iters $iters --output "$tmp/sA.h5"
+timeout 120 $mpi "$bin" "${ncg[@]}" --cg-max-iters $iters --state-dir "$tmp/st" --output "$tmp/sB.h5" > "$tmp/s.log" 2>&1 &
 job=$!
 if wait_for "$tmp/s.log" "cg +2 +rel. residual" 60 && r0=$(rank_pid $job 0) && r1=$(rank_pid $job 1); then
   kill -TERM "$r0" "$r1"
@@ -164,7 +167,7 @@ if wait_for "$tmp/s.log" "cg +2 +rel. residual" 60 && r0=$(rank_pid $job 0) && r
   if [ $rc -eq 0 ] && [ -n "$it" ] && [ ! -e "$tmp/sB.h5" ] && [ -e "$tmp/st/$(printf 'cg-r000-i%06d.h5' "$it")" ]; then
     echo "ok   SIGTERM stopped both ranks after CG iteration $it with the solver state"
     check "newton-cg resumes after SIGTERM" 0 "cg resumes after iteration $it" -- $mpi "$bin" "${ncg[@]}" \
-      --cg-max-iters 12 --state-dir "$tmp/st" --resume --output "$tmp/sB.h5"
+      --cg-max-iters $iters --state-dir "$tmp/st" --resume --output "$tmp/sB.h5"
     if same_tensors "$tmp/sA.h5" "$tmp/sB.h5"; then
       echo "ok   the resumed solve is bit-identical to the uninterrupted one"
     else
