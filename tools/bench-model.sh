@@ -7,6 +7,9 @@
 #       with the same config, batch semantics (one document per row, all positions but the last targets) and weight
 #       distribution (weights N(0, 0.02), biases 0, norm gains 1) as the C++ preset
 # and combines them into the markdown tables of docs/benchmarks.md (tools/peers/bench_model_table.py).
+# (a) and (c) run in ROUNDS_S paired rounds, (a) then (c) each round, so that the ratios ours / peer are taken
+# between runs minutes apart: this host's speed drifts 10-20 % over a run (docs/benchmarks.md); the table reports
+# the median of the per-round ratios and their range. (b) runs once per size.
 #
 #   tools/bench-model.sh [--sizes tiny,5m,30m] [--out DIR] [--wait-load 1.5] [--wait-max 1800] [--step-wait-max 600]
 #
@@ -15,9 +18,10 @@
 # times out the step runs anyway. The load at the start and end of every step is in loads.txt and run.md.
 #
 # Does not build: it uses $UNLEARN_BUILD_DIR/src/app/unlearn (default build/). Raw outputs go to DIR (default
-# out/bench-model): ours1_S.{md,jsonl,log,rss}, ours2_S.{md,jsonl,log,rss.0,rss.1}, peers_S.{json,log},
-# fixtures/gpt2_S.h5, loads.txt, run.md (machine, binary, command, load) and bench-model.md (run.md + tables).
-# Repetitions per size (median reported; the C++ side drops one extra warm-up rep, the peers warm up once):
+# out/bench-model): ours1_S.rK.{md,jsonl,log,rss} and peers_S.rK.{json,log} for round K, ours2_S.{md,jsonl,log,
+# rss.0,rss.1}, fixtures/gpt2_S.h5, loads.txt, run.md (machine, binary, command, load) and bench-model.md (run.md +
+# tables). Rounds per size: ROUNDS_TINY (3), ROUNDS_5M (3), ROUNDS_30M (2).
+# Repetitions per size and round (median reported; both sides run two untimed warm-up reps first):
 # REPS_TINY (5), REPS_5M (5), REPS_30M (3); the naive peer's H·v and G·v run in NAIVE_REPS_30M (1) reps on 30m
 # (its H·v redoes forward and both backwards every time), NAIVE_REPS_TINY/5M default to the size's reps.
 # The peers' extra forward-mode G·v variant is timed on tiny and 5m only (FWD_VARIANT_30M=1 adds it on 30m).
@@ -39,7 +43,7 @@ while [[ $# -gt 0 ]]; do
     --wait-load) wait_load=$2; shift 2 ;;
     --wait-max) wait_max=$2; shift 2 ;;
     --step-wait-max) step_wait_max=$2; shift 2 ;;
-    -h|--help) sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench-model.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -51,6 +55,7 @@ for s in "${size_list[@]}"; do
 done
 mkdir -p "$out/fixtures"
 
+rounds_of() { case $1 in tiny) echo "${ROUNDS_TINY:-3}" ;; 5m) echo "${ROUNDS_5M:-3}" ;; 30m) echo "${ROUNDS_30M:-2}" ;; esac; }
 reps_of() { case $1 in tiny) echo "${REPS_TINY:-5}" ;; 5m) echo "${REPS_5M:-5}" ;; 30m) echo "${REPS_30M:-3}" ;; esac; }
 naive_reps_of() {
   case $1 in tiny) echo "${NAIVE_REPS_TINY:-$(reps_of tiny)}" ;; 5m) echo "${NAIVE_REPS_5M:-$(reps_of 5m)}" ;;
@@ -91,13 +96,26 @@ for s in "${size_list[@]}"; do
       --init-std 0.02 --bias-std 0 --norm-std 0 --one-doc-per-row
   fi
 
-  gate "$step_wait_max"
-  note "$s: (a) ours, 1 rank, 2 threads, $reps reps"
-  env -u OMP_NUM_THREADS /usr/bin/time -f %M -o "$out/ours1_$s.rss" \
-    "$bin" bench model --threads 2 --sizes "$s" --reps "$reps" --output "$out/ours1_$s.md" \
-    --metrics "$out/ours1_$s.jsonl.tmp" > "$out/ours1_$s.log" 2>&1
-  mv "$out/ours1_$s.jsonl.tmp" "$out/ours1_$s.jsonl"  # --metrics appends; keep one run per file
-  note "$s: (a) done"
+  fwd=(--no-fwd-variant)
+  [[ $s != 30m || ${FWD_VARIANT_30M:-0} == 1 ]] && fwd=()
+  rounds=$(rounds_of "$s")
+  for ((k = 1; k <= rounds; k++)); do
+    o1=$out/ours1_$s.r$k pe=$out/peers_$s.r$k
+    gate "$step_wait_max"
+    note "$s round $k/$rounds: (a) ours, 1 rank, 2 threads, $reps reps"
+    env -u OMP_NUM_THREADS /usr/bin/time -f %M -o "$o1.rss" \
+      "$bin" bench model --threads 2 --sizes "$s" --reps "$reps" --output "$o1.md" \
+      --metrics "$o1.jsonl.tmp" > "$o1.log" 2>&1
+    mv "$o1.jsonl.tmp" "$o1.jsonl"  # --metrics appends; keep one run per file
+    note "$s round $k/$rounds: (a) done"
+
+    gate "$step_wait_max"
+    note "$s round $k/$rounds: (c) Python peers, float32, 2 threads, $reps reps (naive products: $nreps)"
+    env -u OMP_NUM_THREADS "$py" "$root/tools/peers/hvp_peers.py" "$fx" --dtype float32 --threads 2 \
+      --reps "$reps" --naive-reps "$nreps" "${fwd[@]}" --json "$pe.json" > "$pe.log" 2>&1 || {
+      rc=$?; cat "$pe.log" >&2; echo "bench-model.sh: hvp_peers.py failed ($rc) on $s" >&2; exit "$rc"; }
+    note "$s round $k/$rounds: (c) done"
+  done
 
   gate "$step_wait_max"
   note "$s: (b) ours, 2 ranks, TP = 2 vs TP = 1, 1 thread per rank, $reps reps"
@@ -107,21 +125,13 @@ for s in "${size_list[@]}"; do
     --metrics "$out/ours2_$s.jsonl.tmp" > "$out/ours2_$s.log" 2>&1
   mv "$out/ours2_$s.jsonl.tmp" "$out/ours2_$s.jsonl"
   note "$s: (b) done"
-
-  fwd=(--no-fwd-variant)
-  [[ $s != 30m || ${FWD_VARIANT_30M:-0} == 1 ]] && fwd=()
-  gate "$step_wait_max"
-  note "$s: (c) Python peers, float32, 2 threads, $reps reps (naive products: $nreps)"
-  env -u OMP_NUM_THREADS "$py" "$root/tools/peers/hvp_peers.py" "$fx" --dtype float32 --threads 2 \
-    --reps "$reps" --naive-reps "$nreps" "${fwd[@]}" --json "$out/peers_$s.json" > "$out/peers_$s.log" 2>&1 || {
-    rc=$?; cat "$out/peers_$s.log" >&2; echo "bench-model.sh: hvp_peers.py failed ($rc) on $s" >&2; exit "$rc"; }
-  note "$s: (c) done"
 done
 end_date=$(stamp); end_load=$(load); t_end=$(date +%s)
 note "end"
 
 {
-  echo "Command: \`tools/bench-model.sh${args[*]:+ ${args[*]}}\` (reps: tiny $(reps_of tiny), 5m $(reps_of 5m), 30m" \
+  echo "Command: \`tools/bench-model.sh${args[*]:+ ${args[*]}}\` (paired rounds of ours and the peers: tiny" \
+    "$(rounds_of tiny), 5m $(rounds_of 5m), 30m $(rounds_of 30m); reps per round: tiny $(reps_of tiny), 5m $(reps_of 5m), 30m" \
     "$(reps_of 30m); naive peer's H·v and G·v: tiny $(naive_reps_of tiny), 5m $(naive_reps_of 5m), 30m $(naive_reps_of 30m))"
   echo
   echo "Run of $start_date to $end_date ($(( (t_end - t_start) / 60 )) min), load average (1, 5, 15 min) at start" \

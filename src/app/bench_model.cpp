@@ -85,6 +85,11 @@ constexpr int kFisherRows[2] = {8, 64};
 /// Products timed on each graph (the optimised Python peer's --products-per-setup default).
 constexpr int kProductsPerGraph = 3;
 
+/// Untimed repetitions before the timed ones: a fresh process runs its first two 1.3-2x slower (5m, per-rep times:
+/// H·v 2.2 and 1.7 s, then 0.79-0.86 s at TP = 1; 1.1, 0.54, then 0.46-0.51 s at TP = 2), while the heap grows and
+/// is first touched; a Newton step runs hundreds of products, so the steady state is what counts.
+constexpr int kWarmupReps = 2;
+
 /// Medians over `reps` of: forward + backward; an H·v on a reused graph (kProductsPerGraph per graph, all timed); a
 /// G·v on a reused Jᵀu (likewise, after one untimed product that builds Jᵀu); with `fisher`,
 /// Fisher Removal's Woodbury product with 8 and 64 rows (random rows: its cost does not depend on their values).
@@ -98,7 +103,7 @@ Timings time_products(const Preset& p, Communicator& tp, Communicator& dp, int r
   std::vector<double> tg, th, tgv, ts;
   Curvature curv(model, dp, all);
   ShardedVector v = model.values(all);
-  for (int r = 0; r < reps + 1; ++r) {  // the first repetition warms up allocators and is dropped
+  for (int r = 0; r < kWarmupReps + reps; ++r) {
     tp.barrier();
     double t0 = steady_seconds();
     const ForwardResult f = model.forward(batch);
@@ -125,7 +130,7 @@ Timings time_products(const Preset& p, Communicator& tp, Communicator& dp, int r
       tp.barrier();
       t_gvp.push_back(steady_seconds() - t0);
     }
-    if (r > 0) {
+    if (r >= kWarmupReps) {
       tg.push_back(t_grad), ts.push_back(t_setup);
       th.insert(th.end(), t_hvp.begin(), t_hvp.end());
       tgv.insert(tgv.end(), t_gvp.begin(), t_gvp.end());
@@ -156,15 +161,17 @@ Timings time_products(const Preset& p, Communicator& tp, Communicator& dp, int r
   return out;
 }
 
-/// GFLOP/s of an [m, k] x [k, n] product, median of reps.
+/// GFLOP/s of an [m, k] x [k, n] product, median of reps after as many untimed ones: a process's first products
+/// run up to 4x slower (measured: a rank whose first work this was read 24 GFLOP/s over 10 reps after one untimed
+/// product, then 95), which made the 2-rank speed-up read 0.4-0.9 on a machine whose two cores give 1.9-2.0.
 double matmul_gflops(std::int64_t m, std::int64_t k, std::int64_t n, at::ScalarType dtype, int reps) {
   const at::Tensor a = at::randn({m, k}, at::TensorOptions().dtype(dtype));
   const at::Tensor b = at::randn({k, n}, at::TensorOptions().dtype(dtype));
   std::vector<double> t;
-  for (int r = 0; r < reps + 1; ++r) {
+  for (int r = 0; r < 2 * reps; ++r) {
     const double t0 = steady_seconds();
     at::Tensor c = at::matmul(a, b);
-    if (r > 0) t.push_back(steady_seconds() - t0);
+    if (r >= reps) t.push_back(steady_seconds() - t0);
   }
   return 2.0 * static_cast<double>(m * k * n) / median(t) / 1e9;
 }

@@ -327,6 +327,21 @@ def gvp(params, cfg, batch, v, mode="forward"):
     return OrderedDict((k, gv[k]) for k in names)
 
 
+def gvp_functional(params, cfg, batch, v):
+    """Same product through torch.autograd.functional only: jvp (the double-backward trick, a
+    forward and two backwards) for J v, then vjp (a forward and a backward) for J^T z."""
+    names = list(params.keys())
+
+    def f(*ts):
+        return logits_fn(dict(zip(names, ts)), cfg, batch)
+
+    primal = tuple(params[k] for k in names)
+    logits, jv = torch.autograd.functional.jvp(f, primal, tuple(v[k] for k in names))
+    z = output_hessian_apply(logits, batch["targets"], jv)
+    _, gv = torch.autograd.functional.vjp(f, primal, z)
+    return OrderedDict(zip(names, gv))
+
+
 def reference_products(params, cfg, batch, v=None, want_hv=True, want_gv=True):
     """Dict with 'loss' (0-d tensor), 'grad', and when v is given 'hv' / 'gv' (dicts)."""
     loss, g = gradient(params, cfg, batch)

@@ -152,6 +152,8 @@ def test_products(cfg, params, batch, v, ref):
     # G.v: the forward-mode J v against the R-op trick and against finite differences.
     e, _ = rm.rel_err(rm.gvp(params, cfg, batch, v, mode="double_vjp"), gv)
     expect(e < 1e-12, "G.v functorch.jvp vs double-vjp J v (rel err %.1e)" % e)
+    e, _ = rm.rel_err(rm.gvp_functional(params, cfg, batch, v), gv)
+    expect(e < 1e-12, "G.v functorch vs torch.autograd.functional jvp + vjp (rel err %.1e)" % e)
     lp = rm.logits_fn(vaxpy(eps, vu, params), cfg, batch)
     lm = rm.logits_fn(vaxpy(-eps, vu, params), cfg, batch)
     logits, jv = rm.jvp_logits(params, cfg, batch, v)
