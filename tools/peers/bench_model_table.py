@@ -146,7 +146,7 @@ def tables(out_dir, sizes):
         d, L, H, B, T = PRESETS[s]
         o = lambda k: fmt(over_rounds(rs, lambda x: get(x["o1"], k))[0])
         p = lambda who, k: fmt(over_rounds(rs, lambda x: peer(x["pe"], who, k))[0])
-        n = over_rounds(rs, lambda x: get(x["o1"], "params") or get(x["pe"], "n_params"))[0]
+        n = next(iter(over_rounds(rs, lambda x: get(x["o1"], "params") or get(x["pe"], "n_params"))[1]), None)
         pe0 = rs[0]["pe"]
         nrep = "" if pe0 is None or pe0.get("naive_reps") == pe0.get("reps") else " (%d rep)" % pe0["naive_reps"]
         out.append("| %s (d %d, L %d, %dx%d) | %s | %s | %s | %s | %s | %s | %s%s | %s%s | %s%s | %s | %s | %s | "
@@ -195,17 +195,17 @@ def tables(out_dir, sizes):
         rs = r["rounds"]
         F = forward_flops(s)
         med = lambda f: over_rounds(rs, f)[0]
-        gr = med(lambda x: ratio(3 * F / 1e9, get(x["o1"], "grad_s")))
-        hr = med(lambda x: ratio(6 * F / 1e9, get(x["o1"], "hvp_s")))  # double backward with graph reuse: 6F
+        grad_rate = lambda x: ratio(3 * F / 1e9, get(x["o1"], "grad_s"))
+        hv_rate = lambda x: ratio(6 * F / 1e9, get(x["o1"], "hvp_s"))  # double backward with graph reuse: 6F
+        of_matmul = lambda rate: lambda x: ratio(rate(x), get(x["o1"], "matmul_gflops"))
         mm = med(lambda x: get(x["o1"], "matmul_gflops"))
         ph = med(lambda x: ratio(6 * F / 1e9, peer(x["pe"], "optimised", "hv_s")))
         # Peak memory: the largest over the rounds.
         top = lambda f: max(over_rounds(rs, f)[1], default=None)
         rss1 = top(lambda x: x["rss1"] if x["rss1"] is not None else get(x["o1"], "peak_rss_mib"))
         out.append("| %s | %.2f | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s |" % (
-            s, F / 1e9, fmt(gr, "%.1f"), fmt(hr, "%.1f"), fmt(mm, "%.1f"),
-            ratio_cell(rs, lambda x: ratio(ratio(3 * F / 1e9, get(x["o1"], "grad_s")), get(x["o1"], "matmul_gflops"))),
-            ratio_cell(rs, lambda x: ratio(ratio(6 * F / 1e9, get(x["o1"], "hvp_s")), get(x["o1"], "matmul_gflops"))),
+            s, F / 1e9, fmt(med(grad_rate), "%.1f"), fmt(med(hv_rate), "%.1f"), fmt(mm, "%.1f"),
+            ratio_cell(rs, of_matmul(grad_rate)), ratio_cell(rs, of_matmul(hv_rate)),
             fmt(ph, "%.1f"), fmt(rss1, "%.0f"), fmt(r["rss2"][0], "%.0f"), fmt(r["rss2"][1], "%.0f"),
             fmt(top(lambda x: get(x["pe"], "peak_rss_mib")), "%.0f")))
 
