@@ -239,16 +239,16 @@ ForwardResult TransformerModel::forward(const Batch& batch) const {
   auto norm = [&](const at::Tensor& in, std::int64_t w, std::int64_t b) {
     return gpt2 ? layer_norm(in, W(w), W(b), c.norm_eps) : rms_norm(in, W(w), c.norm_eps);
   };
-  Communicator& kv_group = *m.kv_group;
+  // Shared KV weights enter through copy_to_tp on their group, so their gradient sums over the sharing ranks.
+  auto kv = [&](std::int64_t i) { return copy_to_tp(W(i), *m.kv_group); };
 
   for (const auto& L : m.layers) {
     const at::Tensor a = copy_to_tp(norm(x, L.n1w, L.n1b), tp_);
     // q, k and v as one product with the three weights stacked: one wide GEMM instead of three narrow ones, in the
     // forward and in every backward and double backward through it, and no sums of three input gradients.
-    // Shared KV weights enter through copy_to_tp on their group, so their gradient sums over the sharing ranks.
-    const at::Tensor w_qkv = at::cat({W(L.q), copy_to_tp(W(L.k), kv_group), copy_to_tp(W(L.v), kv_group)});
-    const at::Tensor b_qkv =
-        L.qb >= 0 ? at::cat({W(L.qb), copy_to_tp(W(L.kb), kv_group), copy_to_tp(W(L.vb), kv_group)}) : at::Tensor();
+    // GPT-2 has all three biases, LLaMA none.
+    const at::Tensor w_qkv = at::cat({W(L.q), kv(L.k), kv(L.v)});
+    const at::Tensor b_qkv = L.qb >= 0 ? at::cat({W(L.qb), kv(L.kb), kv(L.vb)}) : at::Tensor();
     const at::Tensor qkv = at::linear(a, w_qkv, b_qkv);
     const std::int64_t qw = m.heads_local * hd, kvw = m.kv_local * hd;
     at::Tensor q = qkv.narrow(-1, 0, qw).view({B, T, m.heads_local, hd}).transpose(1, 2);
