@@ -9,7 +9,8 @@
 # and combines them into the markdown tables of docs/benchmarks.md (tools/peers/bench_model_table.py).
 # (a) and (c) run in ROUNDS_S paired rounds, (a) then (c) each round, so that the ratios ours / peer are taken
 # between runs minutes apart: this host's speed drifts 10-20 % over a run (docs/benchmarks.md); the table reports
-# the median of the per-round ratios and their range. (b) runs once per size.
+# the median of the per-round ratios and their range. (b) runs once per size and pairs inside itself: TP_ROUNDS
+# (5) rounds, each timing the machine's 2-rank matmul speed-up, H·v at TP = 1 and H·v at TP = 2 back to back.
 #
 #   tools/bench-model.sh [--sizes tiny,5m,30m] [--out DIR] [--wait-load 1.5] [--wait-max 1800] [--step-wait-max 600]
 #
@@ -43,7 +44,7 @@ while [[ $# -gt 0 ]]; do
     --wait-load) wait_load=$2; shift 2 ;;
     --wait-max) wait_max=$2; shift 2 ;;
     --step-wait-max) step_wait_max=$2; shift 2 ;;
-    -h|--help) sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench-model.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -118,10 +119,10 @@ for s in "${size_list[@]}"; do
   done
 
   gate "$step_wait_max"
-  note "$s: (b) ours, 2 ranks, TP = 2 vs TP = 1, 1 thread per rank, $reps reps"
+  note "$s: (b) ours, 2 ranks, TP = 2 vs TP = 1, 1 thread per rank, $reps reps, ${TP_ROUNDS:-5} paired rounds"
   OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 \
     mpiexec -n 2 --bind-to none sh -c '/usr/bin/time -f %M -o "$0.$OMPI_COMM_WORLD_RANK" "$@"' "$out/ours2_$s.rss" \
-    "$bin" bench model --tp 2 --sizes "$s" --reps "$reps" --output "$out/ours2_$s.md" \
+    "$bin" bench model --tp 2 --sizes "$s" --reps "$reps" --tp-rounds "${TP_ROUNDS:-5}" --output "$out/ours2_$s.md" \
     --metrics "$out/ours2_$s.jsonl.tmp" > "$out/ours2_$s.log" 2>&1
   mv "$out/ours2_$s.jsonl.tmp" "$out/ours2_$s.jsonl"
   note "$s: (b) done"

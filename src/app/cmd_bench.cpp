@@ -151,6 +151,9 @@ class BenchCommand final : public Subcommand {
         ("sizes", po::value<std::string>(&sizes_)->default_value("tiny,5m,30m"),
          "model: comma-separated GPT-2 presets: tiny (0.1M), 5m (4.8M), 30m (28.6M); run at 2 ranks with --tp 2 "
          "to add the TP = 2 vs TP = 1 scaling table")
+        ("tp-rounds", po::value<int>(&tp_rounds_)->default_value(5),
+         "model, 2 ranks with --tp 2: paired rounds of the scaling table; each times the machine's 2-rank "
+         "matmul speed-up, --reps H·v at TP = 1 and --reps at TP = 2 back to back (median and range reported)")
         ("checkpoint", po::value<std::string>(&newton_.checkpoint), "newton: the model (e.g. from unlearn init)")
         ("cg-iters", po::value<int>(&newton_.cg_iters)->default_value(10), "newton: CG iterations (a fixed count)")
         ("retain-rows", po::value<std::int64_t>(&newton_.retain_rows)->default_value(8),
@@ -174,6 +177,7 @@ class BenchCommand final : public Subcommand {
       UNLEARN_THROW(ConfigError, "--dtype must be float32 or float64, got '" << dtype_ << "'");
     if (vm.count("reps") && reps_ < 1) UNLEARN_THROW(ConfigError, "--reps must be >= 1");
     if (comm_.warmup < 0) UNLEARN_THROW(ConfigError, "--warmup must be >= 0");
+    if (tp_rounds_ < 1) UNLEARN_THROW(ConfigError, "--tp-rounds must be >= 1");
     if (what_ == "comm") {
       const auto lo = parse_byte_size(min_bytes_, "--min-bytes");
       const auto hi = parse_byte_size(max_bytes_, "--max-bytes");
@@ -221,6 +225,7 @@ class BenchCommand final : public Subcommand {
     ModelBenchOptions o;
     o.sizes = split_sizes();
     if (reps_given) o.reps = reps_;
+    o.tp_rounds = tp_rounds_;
     o.dtype = dtype_;
     o.output = output_;
     return run_model_benchmark(ctx, o);
@@ -241,6 +246,7 @@ class BenchCommand final : public Subcommand {
 
   std::string what_, min_bytes_, max_bytes_, dtype_, output_, sizes_, ckpt_bytes_, dir_;
   int reps_ = 0;
+  int tp_rounds_ = 5;
   CommBenchOptions comm_;
   NewtonBenchOptions newton_;
 };

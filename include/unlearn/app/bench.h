@@ -19,6 +19,7 @@ int run_comm_benchmark(AppContext& ctx, const CommBenchOptions& options);
 struct ModelBenchOptions {
   std::vector<std::string> sizes{"tiny", "5m", "30m"};
   int reps = 3;
+  int tp_rounds = 5;  // paired rounds of the TP = 2 vs TP = 1 measurement (2 ranks, --tp 2)
   std::string dtype = "float32";
   std::string output;
 };
