@@ -80,7 +80,12 @@ int checked_count(std::int64_t n, const char* what) {
   return static_cast<int>(n);
 }
 
-// Large buffers go in chunks that fit MPI's int count.
+// Reductions go in chunks of at most this many bytes. Open MPI allocates a reduction's scratch buffers on every
+// call; above glibc's mmap threshold (32 MiB, src/app/main.cpp) each call maps fresh pages and faults them in, so
+// on this host one all-reduce of 128 MiB took 350-500 ms against 11.5 ms for 64 MiB (docs/benchmarks.md). Chunks
+// of 16 MiB keep the scratch in the heap; per-call latency is microseconds, nothing at this size.
+constexpr std::int64_t kChunkBytes = std::int64_t{16} << 20;
+// Broadcasts need no scratch: chunks only keep the count within MPI's int.
 constexpr std::int64_t kMaxChunk = std::int64_t{1} << 30;
 
 class MpiCommunicator final : public Communicator {
@@ -116,8 +121,9 @@ class MpiCommunicator final : public Communicator {
     auto* base = static_cast<char*>(stage.host().data_ptr());
     const std::int64_t n = t.numel();
     const std::size_t elem = t.element_size();
-    for (std::int64_t off = 0; off < n; off += kMaxChunk) {
-      const int count = static_cast<int>(std::min(kMaxChunk, n - off));
+    const std::int64_t chunk = kChunkBytes / static_cast<std::int64_t>(elem);
+    for (std::int64_t off = 0; off < n; off += chunk) {
+      const int count = static_cast<int>(std::min(chunk, n - off));
       UNLEARN_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, base + off * elem, count, type, to_mpi_op(op), comm_));
     }
     if (op == ReduceOp::kAvg) stage.host().div_(size_);
@@ -147,11 +153,20 @@ class MpiCommunicator final : public Communicator {
                                                                                   << " elements, expected "
                                                                                   << out.numel() * size_);
     const MPI_Datatype type = to_mpi_type(in.scalar_type(), true);
-    const int count = checked_count(out.numel(), "reduce_scatter");
+    const std::int64_t n = out.numel();
     HostStage src(in, true);
     HostStage dst(out, false);
-    UNLEARN_CHECK_MPI(
-        MPI_Reduce_scatter_block(src.host().data_ptr(), dst.host().data_ptr(), count, type, to_mpi_op(op), comm_));
+    // Chunks (kChunkBytes) of every rank's block at once: columns [off, off + c) of the input seen as [size, n],
+    // packed contiguous when they are not the whole input.
+    const at::Tensor blocks = src.host().view({size_, n});
+    auto* out_base = static_cast<char*>(dst.host().data_ptr());
+    const std::int64_t chunk = std::max<std::int64_t>(1, kChunkBytes / (size_ * static_cast<std::int64_t>(in.element_size())));
+    for (std::int64_t off = 0; off < n; off += chunk) {
+      const std::int64_t c = std::min(chunk, n - off);
+      const at::Tensor send = c == n ? blocks : blocks.narrow(1, off, c).contiguous();
+      UNLEARN_CHECK_MPI(MPI_Reduce_scatter_block(send.data_ptr(), out_base + off * out.element_size(),
+                                                 checked_count(c, "reduce_scatter"), type, to_mpi_op(op), comm_));
+    }
     if (op == ReduceOp::kAvg) dst.host().div_(size_);
     dst.finish();
   }

@@ -43,14 +43,28 @@ TEST(MpiBackend, NativeCommIsADuplicate) {
 }
 
 TEST(MpiBackend, LargeTensorRoundTrip) {
-  // 8 Mi doubles (64 MiB): a realistic gradient-sized reduction, checked at a sample of positions.
+  // 8 Mi + 7 doubles (64 MiB): a gradient-sized reduction over several of the backend's 16 MiB chunks and a
+  // ragged last one; position-dependent values catch a chunk reduced at the wrong offset.
   auto comm = make_mpi_communicator(MPI_COMM_WORLD);
-  const std::int64_t n = std::int64_t{1} << 23;
-  at::Tensor t = at::full({n}, static_cast<double>(comm->rank() + 1), at::TensorOptions().dtype(at::kDouble));
+  const std::int64_t n = (std::int64_t{1} << 23) + 7;
+  const auto f64 = at::TensorOptions().dtype(at::kDouble);
+  at::Tensor t = at::arange(n, f64) * static_cast<double>(comm->rank() + 1);
   comm->all_reduce(t, ReduceOp::kSum);
-  const double expect = comm->size() * (comm->size() + 1) / 2.0;
-  EXPECT_EQ(t.min().item<double>(), expect);
-  EXPECT_EQ(t.max().item<double>(), expect);
+  const double ranks_sum = comm->size() * (comm->size() + 1) / 2.0;
+  EXPECT_TRUE(at::equal(t, at::arange(n, f64) * ranks_sum));
+}
+
+TEST(MpiBackend, LargeReduceScatterInChunks) {
+  // Blocks of 2 Mi + 3 doubles per rank: the backend packs them column chunk by column chunk; every element must
+  // land in its rank's block at its offset.
+  auto comm = make_mpi_communicator(MPI_COMM_WORLD);
+  const std::int64_t n = (std::int64_t{1} << 21) + 3, p = comm->size();
+  const auto f64 = at::TensorOptions().dtype(at::kDouble);
+  const at::Tensor in = at::arange(p * n, f64) * static_cast<double>(comm->rank() + 1);
+  at::Tensor out = at::empty({n}, f64);
+  comm->reduce_scatter(in, out, ReduceOp::kSum);
+  const double ranks_sum = p * (p + 1) / 2.0;
+  EXPECT_TRUE(at::equal(out, (at::arange(n, f64) + static_cast<double>(comm->rank() * n)) * ranks_sum));
 }
 
 }  // namespace unlearn::testing
