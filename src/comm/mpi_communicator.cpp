@@ -3,6 +3,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <climits>
 #include <sstream>
 
@@ -88,6 +89,11 @@ constexpr std::int64_t kChunkBytes = std::int64_t{16} << 20;
 // Broadcasts need no scratch: chunks only keep the count within MPI's int.
 constexpr std::int64_t kMaxChunk = std::int64_t{1} << 30;
 
+/// Elements per block such that `blocks` blocks of them fit in one kChunkBytes chunk.
+std::int64_t chunk_elements(std::int64_t blocks, std::size_t element_size) {
+  return std::max<std::int64_t>(1, kChunkBytes / (blocks * static_cast<std::int64_t>(element_size)));
+}
+
 class MpiCommunicator final : public Communicator {
  public:
   explicit MpiCommunicator(MPI_Comm comm) {
@@ -121,7 +127,7 @@ class MpiCommunicator final : public Communicator {
     auto* base = static_cast<char*>(stage.host().data_ptr());
     const std::int64_t n = t.numel();
     const std::size_t elem = t.element_size();
-    const std::int64_t chunk = kChunkBytes / static_cast<std::int64_t>(elem);
+    const std::int64_t chunk = chunk_elements(1, elem);
     for (std::int64_t off = 0; off < n; off += chunk) {
       const int count = static_cast<int>(std::min(chunk, n - off));
       UNLEARN_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, base + off * elem, count, type, to_mpi_op(op), comm_));
@@ -145,7 +151,7 @@ class MpiCommunicator final : public Communicator {
     // broadcast of the same bytes on this host.
     const at::Tensor send_all = src.host().view(-1);
     const at::Tensor blocks = dst.host().view({size_, n});
-    const std::int64_t chunk = std::max<std::int64_t>(1, kChunkBytes / (size_ * static_cast<std::int64_t>(in.element_size())));
+    const std::int64_t chunk = chunk_elements(size_, in.element_size());
     for (std::int64_t off = 0; off < n; off += chunk) {
       const std::int64_t c = std::min(chunk, n - off);
       const at::Tensor send = send_all.narrow(0, off, c);
@@ -172,7 +178,7 @@ class MpiCommunicator final : public Communicator {
     // packed contiguous when they are not the whole input.
     const at::Tensor blocks = src.host().view({size_, n});
     auto* out_base = static_cast<char*>(dst.host().data_ptr());
-    const std::int64_t chunk = std::max<std::int64_t>(1, kChunkBytes / (size_ * static_cast<std::int64_t>(in.element_size())));
+    const std::int64_t chunk = chunk_elements(size_, in.element_size());
     for (std::int64_t off = 0; off < n; off += chunk) {
       const std::int64_t c = std::min(chunk, n - off);
       const at::Tensor send = c == n ? blocks : blocks.narrow(1, off, c).contiguous();
