@@ -143,8 +143,8 @@ class MpiCommunicator final : public Communicator {
     UNLEARN_CHECK(out.numel() == in.numel() * size_, "all_gather: output has " << out.numel() << " elements, expected "
                                                                                << in.numel() * size_);
     const MPI_Datatype type = to_mpi_type(in.scalar_type(), false);
-    // One call: a gather needs no scratch, and chunking it measured slower (probe of 12a800d: 256 MiB in 360 ms
-    // chunked against 30 ms whole).
+    // One call: a gather needs no reduction scratch, and in 16 MiB chunks it measured 1.4-2.3x slower (128 MiB:
+    // 22 ms against 13-15 ms whole; docs/benchmarks.md).
     const int count = checked_count(in.numel(), "all_gather");
     HostStage src(in, true);
     HostStage dst(out, false);

@@ -67,8 +67,8 @@ TEST(MpiBackend, LargeReduceScatterInChunks) {
   EXPECT_TRUE(at::equal(out, (at::arange(n, f64) + static_cast<double>(comm->rank() * n)) * ranks_sum));
 }
 
-TEST(MpiBackend, LargeAllGatherInChunks) {
-  // 2 Mi + 3 doubles per rank, gathered column chunk by column chunk: rank r's block must arrive whole at row r.
+TEST(MpiBackend, LargeAllGather) {
+  // 2 Mi + 3 doubles per rank (past the reductions' 16 MiB chunk): rank r's block must arrive whole at row r.
   auto comm = make_mpi_communicator(MPI_COMM_WORLD);
   const std::int64_t n = (std::int64_t{1} << 21) + 3, p = comm->size();
   const auto f64 = at::TensorOptions().dtype(at::kDouble);
