@@ -92,9 +92,9 @@ constexpr int kProductsPerGraph = 3;
 constexpr int kWarmupReps = 2;
 
 /// Medians over `reps` of: forward + backward; an H·v on a reused graph (kProductsPerGraph per graph, all timed); a
-/// G·v on a reused Jᵀu (likewise, after one untimed product that builds Jᵀu); with `fisher`,
+/// G·v on a reused Jᵀu (likewise, after one untimed product that builds Jᵀu); and
 /// Fisher Removal's Woodbury product with 8 and 64 rows (random rows: its cost does not depend on their values).
-Timings time_products(const Preset& p, Communicator& tp, Communicator& dp, int reps, bool fisher) {
+Timings time_products(const Preset& p, Communicator& tp, Communicator& dp, int reps) {
   TransformerModel model(p.cfg, tp);
   model.init_random(1);
   const Batch batch = bench_batch(p);
@@ -138,7 +138,7 @@ Timings time_products(const Preset& p, Communicator& tp, Communicator& dp, int r
     }
   }
   Timings out{median(tg), median(th), median(tgv), median(ts)};
-  for (int k = 0; fisher && k < 2; ++k) {
+  for (int k = 0; k < 2; ++k) {
     auto gen = at::make_generator<at::CPUGeneratorImpl>(77 + k);
     std::vector<ShardedVector> rows;
     for (int i = 0; i < kFisherRows[k]; ++i) {
@@ -270,7 +270,7 @@ int run_model_benchmark(AppContext& ctx, const ModelBenchOptions& opt) {
     Timings serial;
     double mm1 = 0;
     if (grid.world_rank() == 0) {
-      serial = time_products(p, *local_tp, *local_dp, opt.reps, /*fisher=*/true);
+      serial = time_products(p, *local_tp, *local_dp, opt.reps);
       mm1 = matmul_gflops(p.batch * p.seq, p.cfg.d_model, p.cfg.d_ff, dtype, 10);
     }
     world.barrier();
