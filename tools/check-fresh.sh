@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Checks the promise that tools/test.sh works on a fresh Debian 12 machine: runs it as root in a bookworm chroot
-# built by debootstrap (minbase), on a clean clone of this repository's HEAD, with nothing of the project installed.
+# Checks the promise that tools/test.sh (and, with --demo, tools/demo.sh before it) works on a fresh Debian 12
+# machine: runs it as root in a bookworm chroot built by debootstrap (minbase), on a clean clone of this
+# repository's HEAD, with nothing of the project installed.
 set -euo pipefail
 
 usage() {
   cat <<'EOF'
-Usage: tools/check-fresh.sh [--log FILE] [--rebuild-base] [--remove-run] [-h|--help]
+Usage: tools/check-fresh.sh [--demo] [--log FILE] [--rebuild-base] [--remove-run] [-h|--help]
 
 Runs tools/test.sh (which installs its own packages through tools/install-deps.sh) as root inside a fresh
 Debian 12 (bookworm, amd64, minbase) chroot, on a clean `git clone` of the current HEAD. Needs root.
+With --demo, the README's first command, tools/demo.sh, runs first on the bare chroot (it installs, builds and
+runs the main job), then tools/test.sh in the same chroot (which also checks that it reuses that set-up).
 
 Layout under $FRESH_ROOT (default: <repo>/fresh-root, git-ignored):
   base/        debootstrap result, built once and reused while base.stamp matches (an interrupted
@@ -19,6 +22,7 @@ Layout under $FRESH_ROOT (default: <repo>/fresh-root, git-ignored):
                unless --remove-run is given.
 
 Options:
+  --demo          run tools/demo.sh first (adds its training, forget and eval runs: ~15 minutes on 2 cores)
   --log FILE      tee all output to FILE (default: $FRESH_ROOT/check-fresh.log, overwritten)
   --rebuild-base  redo debootstrap even if a finished base exists
   --remove-run    delete run/ (several GB once test.sh has installed everything) after the run
@@ -30,8 +34,8 @@ Environment:
   FRESH_SECURITY_MIRROR security mirror (default: http://deb.debian.org/debian-security)
 
 /proc, /sys, /dev, /dev/pts and /dev/shm (Open MPI needs shared memory) are bind-mounted into run/ for the run
-and always unmounted on exit. Exit status: that of tools/test.sh (0 = the fresh check passed), or 1 when the
-check itself could not be set up.
+and always unmounted on exit. Exit status: that of tools/test.sh, or demo.sh's when it failed (0 = the fresh
+check passed), or 1 when the check itself could not be set up.
 EOF
 }
 
@@ -40,7 +44,7 @@ FRESH_ROOT=${FRESH_ROOT:-$repo/fresh-root}
 mirror=${FRESH_MIRROR:-http://deb.debian.org/debian}
 security_mirror=${FRESH_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 suite=bookworm arch=amd64 variant=minbase
-log="" rebuild_base=0 remove_run=0
+log="" rebuild_base=0 remove_run=0 with_demo=0
 
 while [ $# -gt 0 ]; do
   case $1 in
@@ -49,6 +53,7 @@ while [ $# -gt 0 ]; do
     --log=*) log=${1#--log=} ;;
     --rebuild-base) rebuild_base=1 ;;
     --remove-run) remove_run=1 ;;
+    --demo) with_demo=1 ;;
     *) echo "check-fresh: unknown argument '$1' (see --help)" >&2; exit 1 ;;
   esac
   shift
@@ -263,19 +268,27 @@ for m in proc sys dev dev/pts dev/shm; do
 done
 say "bind-mounted: ${mounted[*]#"$run"}"
 
-# --- 4. tools/test.sh in the chroot ------------------------------------------------------------------------------
+# --- 4. tools/demo.sh (with --demo), then tools/test.sh, in the chroot ----------------------------------------------
+# shellcheck disable=SC2317  # invoked through run_bg
+in_chroot() {  # in_chroot SCRIPT OUTPUT; pipefail: the status is the script's (tee succeeds)
+  chroot "$run" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM="${TERM:-dumb}" \
+    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    /bin/bash -c "cd /src && exec $1" 2>&1 | tee "$2"
+}
+# On INT/TERM the trap stops everything inside the chroot before unmounting.
+demo_rc=0 t_demo="" demo_out=""
+if [ "$with_demo" -eq 1 ]; then
+  phase "tools/demo.sh inside the chroot (as root, clean environment)"
+  demo_out=$(mktemp "$FRESH_ROOT/demo-output.XXXXXX")
+  t=$(date +%s)
+  run_bg in_chroot tools/demo.sh "$demo_out" || demo_rc=$?
+  t_demo="$(($(date +%s) - t)) s"
+fi
 phase "tools/test.sh inside the chroot (as root, clean environment)"
 test_out=$(mktemp "$FRESH_ROOT/test-output.XXXXXX")
 t=$(date +%s)
-# shellcheck disable=SC2317  # invoked through run_bg
-in_chroot() {  # pipefail: the status is test.sh's (tee succeeds)
-  chroot "$run" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM="${TERM:-dumb}" \
-    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    /bin/bash -c 'cd /src && exec tools/test.sh' 2>&1 | tee "$test_out"
-}
-# On INT/TERM the trap stops everything inside the chroot before unmounting.
 test_rc=0
-run_bg in_chroot || test_rc=$?
+run_bg in_chroot tools/test.sh "$test_out" || test_rc=$?
 t_test="$(($(date +%s) - t)) s"
 
 # --- 5. findings and summary -------------------------------------------------------------------------------------
@@ -287,7 +300,9 @@ timing_line=$(grep -E '^test\.sh: build [0-9]+ s, tests [0-9]+ s' "$test_out" | 
 [ -n "$timing_line" ] || timing_line=$(grep -E '^test\.sh: build took [0-9]+ s' "$test_out" | tail -n1 || true)
 nccl_line=$(grep -E 'NCCL backend +:' "$test_out" | head -n1 | sed -E 's/^-- *//; s/ +:/:/' || true)
 sanitizer_line=$(grep -E 'sanitizers +:' "$test_out" | head -n1 | sed -E 's/^-- *//; s/ +:/:/' || true)
-installed_line=$(grep -E '^install-deps: (installing [0-9]+ packages|all [0-9]+ packages present)' "$test_out" | head -n1 \
+# The first install-deps run (demo.sh's with --demo) is the one that installed the packages.
+installed_line=$(cat ${demo_out:+"$demo_out"} "$test_out" \
+  | grep -E '^install-deps: (installing [0-9]+ packages|all [0-9]+ packages present)' | head -n1 \
   | sed 's/^install-deps: //; s/:.*//' || true)
 denied=$(grep -c 'policy-rc.d denied execution' "$run/var/log/apt/term.log" 2>/dev/null || true)
 denied=${denied:-0}
@@ -301,6 +316,11 @@ elif [[ $timing_line =~ build\ took\ ([0-9]+)\ s ]] && [ "$test_rc" -ne 0 ]; the
   rest="; ctest failed, so test.sh printed no test time"
 fi
 if [ "$test_rc" -eq 0 ]; then verdict="PASSED"; else verdict="FAILED (tools/test.sh exit code $test_rc)"; fi
+demo_line=""
+if [ "$with_demo" -eq 1 ]; then
+  if [ "$demo_rc" -eq 0 ]; then demo_line="passed"; else demo_line="FAILED (exit code $demo_rc)"; verdict="FAILED (tools/demo.sh exit code $demo_rc; tools/test.sh: $verdict)"; fi
+  demo_line="$t_demo, $demo_line; $(grep -c '^== ' "$demo_out" || true) steps started, last: $({ grep '^== ' "$demo_out" || true; } | tail -n1 | sed 's/^== //; s/ ==$//')"
+fi
 
 cat <<EOF
 
@@ -312,7 +332,8 @@ chroot            : $(sed -n 's/^PRETTY_NAME="\(.*\)"$/\1/p' "$run/etc/os-releas
 project commit    : $(git -C "$run/src" log -1 --format='%h %s')
 phase debootstrap : $t_debootstrap
 phase copy+clone  : $t_prepare
-phase test.sh     : $t_test${timing_line:+ (${timing_line#test.sh: }$rest)}
+${demo_line:+phase demo.sh     : $demo_line
+}phase test.sh     : $t_test${timing_line:+ (${timing_line#test.sh: }$rest)}
 total             : $total
 ctest             : ${ctest_line:-(no ctest summary line found)}
 ${failed_tests:+failed tests      :
@@ -332,4 +353,5 @@ if [ "$remove_run" -eq 1 ]; then
   remove_tree "$run"
   say "removed $run"
 fi
+if [ "$demo_rc" -ne 0 ]; then exit "$demo_rc"; fi
 exit "$test_rc"
