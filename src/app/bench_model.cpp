@@ -33,7 +33,8 @@ struct Preset {
   std::int64_t batch, seq;
 };
 
-Preset preset(const std::string& name, at::ScalarType dtype) {
+/// `rows` x `positions` replaces the preset's batch when both are positive.
+Preset preset(const std::string& name, at::ScalarType dtype, std::int64_t rows, std::int64_t positions) {
   ModelConfig c;
   c.family = Family::kGpt2;
   c.vocab_size = 256;
@@ -48,6 +49,7 @@ Preset preset(const std::string& name, at::ScalarType dtype) {
   } else {
     UNLEARN_THROW(ConfigError, "unknown model size '" << name << "' (tiny, 5m, 30m)");
   }
+  if (rows > 0 && positions > 0) batch = rows, seq = positions;
   c.n_kv_heads = c.n_heads;
   c.d_ff = 4 * c.d_model;
   c.max_positions = seq;
@@ -264,7 +266,7 @@ int run_model_benchmark(AppContext& ctx, const ModelBenchOptions& opt) {
              "fraction (median, range over rounds) |\n|---|---:|---:|---:|---:|---:|---:|\n";
   auto local_tp = make_local_communicator(), local_dp = make_local_communicator();
   for (const std::string& name : opt.sizes) {
-    const Preset p = preset(name, dtype);
+    const Preset p = preset(name, dtype, opt.rows, opt.positions);
     const double flops = forward_flops(p);
     // Serial (TP = 1) on rank 0 while the others wait: the single-core baseline.
     Timings serial;
@@ -298,6 +300,8 @@ int run_model_benchmark(AppContext& ctx, const ModelBenchOptions& opt) {
       record.add("event", "bench_model")
           .add("model", p.name)
           .add("params", n)
+          .add("batch_rows", p.batch)
+          .add("batch_positions", p.seq)
           .add("grad_s", serial.grad)
           .add("hvp_s", serial.hvp)
           .add("gvp_s", serial.gvp)
@@ -318,8 +322,8 @@ int run_model_benchmark(AppContext& ctx, const ModelBenchOptions& opt) {
         for (const ScalingRound& r : rounds) fractions.push_back(r.fraction());
         const auto [lo, hi] = std::minmax_element(fractions.begin(), fractions.end());
         const double t1 = med(&ScalingRound::hvp_tp1), t2 = med(&ScalingRound::hvp_tp2);
-        std::snprintf(row, sizeof(row), "| %s | %zu | %.4f | %.4f | %.2f | %.2f | %.2f (%.2f-%.2f) |\n", p.name,
-                      rounds.size(), t1, t2, t1 / t2, med(&ScalingRound::matmul_speedup), median(fractions), *lo,
+        std::snprintf(row, sizeof(row), "| %s (B %lld x T %lld) | %zu | %.4f | %.4f | %.2f | %.2f | %.2f (%.2f-%.2f) |\n",
+                      p.name, static_cast<long long>(p.batch), static_cast<long long>(p.seq), rounds.size(), t1, t2, t1 / t2, med(&ScalingRound::matmul_speedup), median(fractions), *lo,
                       *hi);
         scaling << row;
         record.add("tp_rounds", static_cast<std::int64_t>(rounds.size()))

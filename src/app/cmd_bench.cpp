@@ -9,6 +9,8 @@
 #include <cmath>
 #include <fstream>
 #include <sstream>
+#include <tuple>
+#include <utility>
 
 #include "unlearn/app/bench.h"
 #include "unlearn/app/subcommands.h"
@@ -151,6 +153,9 @@ class BenchCommand final : public Subcommand {
         ("sizes", po::value<std::string>(&sizes_)->default_value("tiny,5m,30m"),
          "model: comma-separated GPT-2 presets: tiny (0.1M), 5m (4.8M), 30m (28.6M); run at 2 ranks with --tp 2 "
          "to add the TP = 2 vs TP = 1 scaling table")
+        ("batch-shape", po::value<std::string>(&batch_shape_),
+         "model: ROWSxPOSITIONS, the batch of every size instead of the presets' (tiny 4x64, 5m and 30m 8x128), "
+         "e.g. 16x256 to see how the TP scaling of a small model grows with the tokens per product")
         ("tp-rounds", po::value<int>(&tp_rounds_)->default_value(5),
          "model, 2 ranks with --tp 2: paired rounds of the scaling table; each times the machine's 2-rank "
          "matmul speed-up, --reps H·v at TP = 1 and --reps at TP = 2 back to back (median and range reported)")
@@ -194,6 +199,7 @@ class BenchCommand final : public Subcommand {
         throw ConfigError("--curvature must be hessian or ggn, got '" + newton_.curvature + "'");
     } else {
       for (const auto& s : split_sizes()) preset_check(s);
+      if (!batch_shape_.empty()) parse_batch_shape();
     }
   }
 
@@ -226,6 +232,7 @@ class BenchCommand final : public Subcommand {
     o.sizes = split_sizes();
     if (reps_given) o.reps = reps_;
     o.tp_rounds = tp_rounds_;
+    if (!batch_shape_.empty()) std::tie(o.rows, o.positions) = parse_batch_shape();
     o.dtype = dtype_;
     o.output = output_;
     return run_model_benchmark(ctx, o);
@@ -239,12 +246,29 @@ class BenchCommand final : public Subcommand {
     while (std::getline(in, item, ',')) out.push_back(item);
     return out;
   }
+  /// "16x256" -> {16, 256}: two positive integers joined by 'x'.
+  std::pair<std::int64_t, std::int64_t> parse_batch_shape() const {
+    const auto bad = [&] {
+      return ConfigError("--batch-shape: expected ROWSxPOSITIONS with positive integers (e.g. 16x256), got '" +
+                         batch_shape_ + "'");
+    };
+    const auto x = batch_shape_.find('x');
+    if (x == std::string::npos) throw bad();
+    const auto positive = [&](const std::string& t) {
+      if (t.empty() || t.size() > 9 || t.find_first_not_of("0123456789") != std::string::npos) throw bad();
+      const std::int64_t v = std::stoll(t);
+      if (v < 1) throw bad();
+      return v;
+    };
+    return {positive(batch_shape_.substr(0, x)), positive(batch_shape_.substr(x + 1))};
+  }
+
   static void preset_check(const std::string& s) {
     if (s != "tiny" && s != "5m" && s != "30m")
       UNLEARN_THROW(ConfigError, "--sizes: unknown model size '" << s << "' (tiny, 5m, 30m)");
   }
 
-  std::string what_, min_bytes_, max_bytes_, dtype_, output_, sizes_, ckpt_bytes_, dir_;
+  std::string what_, min_bytes_, max_bytes_, dtype_, output_, sizes_, ckpt_bytes_, dir_, batch_shape_;
   int reps_ = 0;
   int tp_rounds_ = 5;
   CommBenchOptions comm_;

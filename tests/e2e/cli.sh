@@ -40,8 +40,11 @@ check "metrics file" 0 "grid: world 2" -- $mpi "$bin" info --metrics "$tmp/m.jso
 grep -q '"event": "start"' "$tmp/m.jsonl" && grep -q '"config": {' "$tmp/m.jsonl" && grep -q '"event": "end"' "$tmp/m.jsonl" \
   || { echo "FAIL: metrics file lacks start/config/end records"; cat "$tmp/m.jsonl"; fail=1; }
 check "bench comm small" 0 "ratio raw/ours" -- $mpi "$bin" bench comm --min-bytes 4K --max-bytes 16K --reps 3 --warmup 1
-check "bench model tiny" 0 "Woodbury product m = 8" -- $mpi "$bin" bench model --tp 2 --sizes tiny \
-  --reps 1
+check "bench model tiny" 0 "\\| tiny \\(B 2 x T 16\\) \\| 1 \\|" -- $mpi "$bin" bench model --tp 2 --sizes tiny \
+  --reps 1 --tp-rounds 1 --batch-shape 2x16
+grep -q "Woodbury product m = 8" "$tmp/out" || { echo "FAIL bench model tiny: no Woodbury table"; fail=1; }
+check "bad batch shape" 1 "--batch-shape: expected ROWSxPOSITIONS" -- $mpi "$bin" bench model --batch-shape 16x
+expect_one_error
 # bench newton at TP = 2 solves the system the Python peers solve (same checkpoint, formula batches; float64): the
 # optimised peer's ‖x‖ after 4 CG iterations on the damped exact Hessian agrees to 1e-10 (an independent oracle of
 # the whole Newton step: forget gradient, retain Hessian products, CG).

@@ -1,6 +1,7 @@
 // Benchmarks behind `unlearn bench`: each prints measured ratios and records them; nothing is asserted.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,7 @@ struct ModelBenchOptions {
   std::vector<std::string> sizes{"tiny", "5m", "30m"};
   int reps = 3;
   int tp_rounds = 5;  // paired rounds of the TP = 2 vs TP = 1 measurement (2 ranks, --tp 2)
+  std::int64_t rows = 0, positions = 0;  // the batch of every size; 0: each preset's own (tiny 4 x 64, else 8 x 128)
   std::string dtype = "float32";
   std::string output;
 };
