@@ -252,6 +252,15 @@ cp -a --reflink=auto "$base" "$run"
 # The chroot shares the host's network namespace and hostname: give it the host's resolver and host names.
 cp -L /etc/resolv.conf "$run/etc/resolv.conf"
 cp -L /etc/hosts "$run/etc/hosts"
+# ... and its network's local trust anchors (a TLS-intercepting proxy's CA, as on this workplace's machines): the
+# ca-certificates package that install-deps.sh installs adds them to the system store, which npm uses.
+local_cas=()
+for f in /usr/local/share/ca-certificates/*.crt; do [ -f "$f" ] && local_cas+=("$f"); done
+if [ ${#local_cas[@]} -gt 0 ]; then
+  mkdir -p "$run/usr/local/share/ca-certificates"
+  cp -L "${local_cas[@]}" "$run/usr/local/share/ca-certificates/"
+  say "copied the host's local CA certificates: ${local_cas[*]##*/}"
+fi
 [ ! -e "$run/usr/sbin/policy-rc.d" ] || die "the base has a policy-rc.d; it must not (install-deps.sh is tested)"
 git clone --quiet --no-hardlinks "$repo" "$run/src"
 git -C "$run/src" checkout --quiet --detach "$head_commit"
@@ -260,13 +269,20 @@ say "chroot: Debian $(cat "$run/etc/debian_version"), $(du -sm "$run" | cut -f1)
 t_prepare="$(($(date +%s) - t)) s"
 
 # --- 3. bind mounts ----------------------------------------------------------------------------------------------
-for m in proc sys dev dev/pts dev/shm; do
+# What a booted Debian 12 has and a bare chroot lacks: a root that is a mount point (`unshare -m`, used by the
+# disk-full tests, cannot change the propagation of a root that is not one) and the cgroup hierarchy under
+# /sys/fs/cgroup, a mount of its own that a plain bind of /sys leaves out (slurmd refuses to start without it).
+mount --bind "$run" "$run"
+mounted+=("$run")
+cgroup_mounts=$(mounts_under /sys/fs/cgroup | sort | sed 's|^/||')
+for m in proc sys $cgroup_mounts dev dev/pts dev/shm; do
   mkdir -p "$run/$m"
   mountpoint -q "$run/$m" && die "$run/$m is already a mount point"
   mount --bind "/$m" "$run/$m"
   mounted+=("$run/$m")
 done
-say "bind-mounted: ${mounted[*]#"$run"}"
+binds=("${mounted[@]:1}")
+say "bind-mounted: the run tree onto itself, ${binds[*]#"$run"}"
 
 # --- 4. tools/demo.sh (with --demo), then tools/test.sh, in the chroot ----------------------------------------------
 # shellcheck disable=SC2317  # invoked through run_bg
