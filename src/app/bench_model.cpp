@@ -322,9 +322,10 @@ int run_model_benchmark(AppContext& ctx, const ModelBenchOptions& opt) {
         for (const ScalingRound& r : rounds) fractions.push_back(r.fraction());
         const auto [lo, hi] = std::minmax_element(fractions.begin(), fractions.end());
         const double t1 = med(&ScalingRound::hvp_tp1), t2 = med(&ScalingRound::hvp_tp2);
-        std::snprintf(row, sizeof(row), "| %s (B %lld x T %lld) | %zu | %.4f | %.4f | %.2f | %.2f | %.2f (%.2f-%.2f) |\n",
-                      p.name, static_cast<long long>(p.batch), static_cast<long long>(p.seq), rounds.size(), t1, t2, t1 / t2, med(&ScalingRound::matmul_speedup), median(fractions), *lo,
-                      *hi);
+        std::snprintf(row, sizeof(row),
+                      "| %s (B %lld x T %lld) | %zu | %.4f | %.4f | %.2f | %.2f | %.2f (%.2f-%.2f) |\n", p.name,
+                      static_cast<long long>(p.batch), static_cast<long long>(p.seq), rounds.size(), t1, t2,
+                      t1 / t2, med(&ScalingRound::matmul_speedup), median(fractions), *lo, *hi);
         scaling << row;
         record.add("tp_rounds", static_cast<std::int64_t>(rounds.size()))
             .add("hvp_tp1_s", t1)
