@@ -36,8 +36,24 @@ done
 # The machine's Node.js (nodesource) ships npm and conflicts with Debian's npm package.
 command -v npm >/dev/null || missing+=(npm)
 
+# LibTorch calls BLAS through libblas.so.3 and parallelises with OpenMP, so the BLAS must be OpenBLAS's OpenMP
+# flavour (Debian's reference BLAS is ~10x slower). python3-scipy pulls in the pthread flavour too, whose
+# higher alternatives priority would win on a fresh machine (found by tools/check-fresh.sh): select OpenMP's.
+select_openblas_openmp() {
+  local lib target
+  for lib in libblas.so.3 liblapack.so.3; do
+    target=/usr/lib/x86_64-linux-gnu/openblas-openmp/$lib
+    [ -e "$target" ] || continue
+    if [ "$(readlink -f "/usr/lib/x86_64-linux-gnu/$lib")" != "$(readlink -f "$target")" ]; then
+      $SUDO update-alternatives --quiet --set "$lib-x86_64-linux-gnu" "$target"
+      echo "install-deps: $lib -> OpenBLAS (OpenMP flavour)"
+    fi
+  done
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#packages[@]} packages present"
+  select_openblas_openmp
   exit 0
 fi
 
@@ -57,4 +73,5 @@ if ! $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"; then
       || { echo "install-deps: FAILED to install Debian package '$p'" >&2; exit 1; }
   done
 fi
+select_openblas_openmp
 echo "install-deps: done"
