@@ -79,7 +79,7 @@ tee_pid=$!
 
 t0=$(date +%s)
 started="$(date '+%F %T %Z')"
-t_debootstrap="reused" t_prepare="-" t_test="-" test_rc="-" test_out=""
+t_debootstrap="reused" t_prepare="-" t_test="-" test_rc="-" test_out="" demo_out=""
 mounted=()
 
 # --- mounts and processes -------------------------------------------------------------------------------------
@@ -156,6 +156,7 @@ cleanup() {
     rc=1
   fi
   [ -n "$test_out" ] && rm -f "$test_out"
+  [ -n "$demo_out" ] && rm -f "$demo_out"
   # Let tee write the last lines before the script exits.
   exec >&- 2>&-
   wait "$tee_pid" 2>/dev/null
@@ -292,7 +293,7 @@ in_chroot() {  # in_chroot SCRIPT OUTPUT; pipefail: the status is the script's (
     /bin/bash -c "cd /src && exec $1" 2>&1 | tee "$2"
 }
 # On INT/TERM the trap stops everything inside the chroot before unmounting.
-demo_rc=0 t_demo="" demo_out=""
+demo_rc=0 t_demo=""
 if [ "$with_demo" -eq 1 ]; then
   phase "tools/demo.sh inside the chroot (as root, clean environment)"
   demo_out=$(mktemp "$FRESH_ROOT/demo-output.XXXXXX")
