@@ -33,12 +33,20 @@ struct Preset {
   std::int64_t batch, seq;
 };
 
+/// Waits for the work queued on `device` (a GPU runs kernels asynchronously): a copy to the host of a tensor made
+/// there after that work returns when the stream has run it. No-op on the CPU.
+void finish_device_work(const at::Device& device) {
+  if (!device.is_cpu()) (void)at::zeros({1}, at::TensorOptions().device(device)).cpu();
+}
+
 /// `rows` x `positions` replaces the preset's batch when both are positive.
-Preset preset(const std::string& name, at::ScalarType dtype, std::int64_t rows, std::int64_t positions) {
+Preset preset(const std::string& name, at::ScalarType dtype, std::int64_t rows, std::int64_t positions,
+              const std::string& device) {
   ModelConfig c;
   c.family = Family::kGpt2;
   c.vocab_size = 256;
   c.dtype = dtype;
+  c.device = device;
   std::int64_t batch = 8, seq = 128;
   if (name == "tiny") {
     c.d_model = 64, c.n_layers = 2, c.n_heads = 4, batch = 4, seq = 64;
@@ -97,6 +105,12 @@ constexpr int kWarmupReps = 2;
 /// G·v on a reused Jᵀu (likewise, after one untimed product that builds Jᵀu); and
 /// Fisher Removal's Woodbury product with 8 and 64 rows (random rows: its cost does not depend on their values).
 Timings time_products(const Preset& p, Communicator& tp, Communicator& dp, int reps) {
+  const at::Device device(p.cfg.device);
+  // The end of a timed piece: this rank's device is done, then every rank of the TP group is.
+  const auto done = [&] {
+    finish_device_work(device);
+    tp.barrier();
+  };
   TransformerModel model(p.cfg, tp);
   model.init_random(1);
   const Batch batch = bench_batch(p);
@@ -107,15 +121,15 @@ Timings time_products(const Preset& p, Communicator& tp, Communicator& dp, int r
   Curvature curv(model, dp, all);
   ShardedVector v = model.values(all);
   for (int r = 0; r < kWarmupReps + reps; ++r) {
-    tp.barrier();
+    done();
     double t0 = steady_seconds();
     const ForwardResult f = model.forward(batch);
     auto g = torch::autograd::grad({f.loss_sum / static_cast<double>(batch.num_targets())}, params);
-    tp.barrier();
+    done();
     const double t_grad = steady_seconds() - t0;
     t0 = steady_seconds();
     curv.prepare({batch});
-    tp.barrier();
+    done();
     const double t_setup = steady_seconds() - t0;
     // kProductsPerGraph products on each graph, each timed, as the Python peers do: a Newton step runs many on one
     // graph, and the first also fills the per-graph caches (e.g. GELU's second derivative).
@@ -123,14 +137,14 @@ Timings time_products(const Preset& p, Communicator& tp, Communicator& dp, int r
     for (int k = 0; k < kProductsPerGraph; ++k) {
       t0 = steady_seconds();
       curv.hvp(v);
-      tp.barrier();
+      done();
       t_hvp.push_back(steady_seconds() - t0);
     }
     curv.gvp(v);  // builds Jᵀu (paid once per step, like the setup), then the timed products on it
     for (int k = 0; k < kProductsPerGraph; ++k) {
       t0 = steady_seconds();
       curv.gvp(v);
-      tp.barrier();
+      done();
       t_gvp.push_back(steady_seconds() - t0);
     }
     if (r >= kWarmupReps) {
@@ -145,18 +159,22 @@ Timings time_products(const Preset& p, Communicator& tp, Communicator& dp, int r
     std::vector<ShardedVector> rows;
     for (int i = 0; i < kFisherRows[k]; ++i) {
       ShardedVector row = v.zeros_like();
-      for (std::size_t j = 0; j < row.size(); ++j) row[j].normal_(0.0, 1.0, gen);
+      for (std::size_t j = 0; j < row.size(); ++j)  // drawn on the host: a CPU generator fills host tensors only
+        row[j].copy_(at::randn(row[j].sizes(), gen, row[j].options().device(at::kCPU)));
       rows.push_back(std::move(row));
     }
     const FisherStore store(std::move(rows), batch.num_targets());
+    finish_device_work(device);
     double t0 = steady_seconds();
     store.gram();
+    finish_device_work(device);
     out.fisher_gram[k] = steady_seconds() - t0;
     std::vector<double> tf;
     for (int r = 0; r < reps + 1; ++r) {
       ShardedVector y;
       t0 = steady_seconds();
       store.solve(1e-3, v, y);
+      finish_device_work(device);
       if (r > 0) tf.push_back(steady_seconds() - t0);
     }
     out.fisher_solve[k] = median(tf);
@@ -167,13 +185,16 @@ Timings time_products(const Preset& p, Communicator& tp, Communicator& dp, int r
 /// GFLOP/s of an [m, k] x [k, n] product, median of reps after as many untimed ones: a process's first products
 /// run up to 4x slower (measured: a rank whose first work this was read 24 GFLOP/s over 10 reps after one untimed
 /// product, then 95), which made the 2-rank speed-up read 0.4-0.9 on a machine whose two cores give 1.9-2.0.
-double matmul_gflops(std::int64_t m, std::int64_t k, std::int64_t n, at::ScalarType dtype, int reps) {
-  const at::Tensor a = at::randn({m, k}, at::TensorOptions().dtype(dtype));
-  const at::Tensor b = at::randn({k, n}, at::TensorOptions().dtype(dtype));
+double matmul_gflops(std::int64_t m, std::int64_t k, std::int64_t n, at::ScalarType dtype, int reps,
+                     const at::Device& device = at::kCPU) {
+  const at::Tensor a = at::randn({m, k}, at::TensorOptions().dtype(dtype).device(device));
+  const at::Tensor b = at::randn({k, n}, at::TensorOptions().dtype(dtype).device(device));
   std::vector<double> t;
   for (int r = 0; r < 2 * reps; ++r) {
+    finish_device_work(device);
     const double t0 = steady_seconds();
     at::Tensor c = at::matmul(a, b);
+    finish_device_work(device);
     if (r >= reps) t.push_back(steady_seconds() - t0);
   }
   return 2.0 * static_cast<double>(m * k * n) / median(t) / 1e9;
@@ -266,14 +287,14 @@ int run_model_benchmark(AppContext& ctx, const ModelBenchOptions& opt) {
              "fraction (median, range over rounds) |\n|---|---:|---:|---:|---:|---:|---:|\n";
   auto local_tp = make_local_communicator(), local_dp = make_local_communicator();
   for (const std::string& name : opt.sizes) {
-    const Preset p = preset(name, dtype, opt.rows, opt.positions);
+    const Preset p = preset(name, dtype, opt.rows, opt.positions, opt.device);
     const double flops = forward_flops(p);
     // Serial (TP = 1) on rank 0 while the others wait: the single-core baseline.
     Timings serial;
     double mm1 = 0;
     if (grid.world_rank() == 0) {
       serial = time_products(p, *local_tp, *local_dp, opt.reps);
-      mm1 = matmul_gflops(p.batch * p.seq, p.cfg.d_model, p.cfg.d_ff, dtype, 10);
+      mm1 = matmul_gflops(p.batch * p.seq, p.cfg.d_model, p.cfg.d_ff, dtype, 10, at::Device(opt.device));
     }
     world.barrier();
     const double rss_serial = peak_rss_mib();
@@ -299,6 +320,7 @@ int run_model_benchmark(AppContext& ctx, const ModelBenchOptions& opt) {
       JsonObject record;
       record.add("event", "bench_model")
           .add("model", p.name)
+          .add("device", opt.device)
           .add("params", n)
           .add("batch_rows", p.batch)
           .add("batch_positions", p.seq)
@@ -343,6 +365,7 @@ int run_model_benchmark(AppContext& ctx, const ModelBenchOptions& opt) {
   std::string out = table.str() + "\nFisher Removal's inverse product (Woodbury, Gram cached) against one H·v:\n\n" +
                     fisher.str();
   if (world.size() == 2 && grid.tp_size() == 2) out += "\n" + scaling.str();
+  if (opt.device != "cpu") out = "On " + opt.device + " (the peak RSS column is host memory):\n\n" + out;
   log_info0(out);
   write_bench_output(ctx, opt.output, out);
   return 0;

@@ -1,6 +1,7 @@
 // Subcommand dispatch, option parsing (Boost.Program_options), start-up logging and the MPI run policy.
 #include "unlearn/app/cli.h"
 
+#include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <hdf5.h>
 #include <mpi.h>
@@ -140,7 +141,7 @@ std::string option_value_text(const boost::any& v) {
 std::vector<std::string> version_lines() {
   std::vector<std::string> out;
   out.push_back(std::string("unlearn ") + "0.1.0");
-  out.push_back(std::string("LibTorch ") + TORCH_VERSION);
+  out.push_back(std::string("LibTorch ") + TORCH_VERSION + (at::hasCUDA() ? " (CUDA available)" : " (no CUDA device)"));
   char mpi[MPI_MAX_LIBRARY_VERSION_STRING] = {};
   int len = 0;
   MPI_Get_library_version(mpi, &len);

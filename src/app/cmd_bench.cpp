@@ -156,6 +156,9 @@ class BenchCommand final : public Subcommand {
         ("batch-shape", po::value<std::string>(&batch_shape_),
          "model: ROWSxPOSITIONS, the batch of every size instead of the presets' (tiny 4x64, 5m and 30m 8x128), "
          "e.g. 16x256 to see how the TP scaling of a small model grows with the tokens per product")
+        ("device", po::value<std::string>(&device_)->default_value("cpu"),
+         "model: cpu | cuda | cuda:N, where the model, its products and the matmul rate run (cuda needs a LibTorch "
+         "built with CUDA, and one rank)")
         ("tp-rounds", po::value<int>(&tp_rounds_)->default_value(5),
          "model, 2 ranks with --tp 2: paired rounds of the scaling table; each times the machine's 2-rank "
          "matmul speed-up, --reps H·v at TP = 1 and --reps at TP = 2 back to back (median and range reported)")
@@ -175,7 +178,7 @@ class BenchCommand final : public Subcommand {
     pos.add("what", 1);
   }
 
-  void validate(const po::variables_map& vm, const CommonOptions&, int) const override {
+  void validate(const po::variables_map& vm, const CommonOptions&, int world_size) const override {
     if (what_ != "comm" && what_ != "model" && what_ != "newton" && what_ != "checkpoint")
       UNLEARN_THROW(ConfigError, "unknown benchmark '" << what_ << "' (available: comm, model, newton, checkpoint)");
     if (dtype_ != "float32" && dtype_ != "float64")
@@ -200,6 +203,16 @@ class BenchCommand final : public Subcommand {
     } else {
       for (const auto& s : split_sizes()) preset_check(s);
       if (!batch_shape_.empty()) parse_batch_shape();
+      if (device_ != "cpu") {
+        if (device_.rfind("cuda", 0) != 0)
+          UNLEARN_THROW(ConfigError, "--device must be cpu, cuda or cuda:N, got '" << device_ << "'");
+        if (!at::hasCUDA())
+          throw ConfigError("--device " + device_ + ": LibTorch sees no CUDA device (Debian's LibTorch is CPU-only: "
+                            "build against a CUDA one, on a machine with a GPU)");
+        if (world_size != 1)
+          throw ConfigError("--device " + device_ + " times one rank's products: run it on 1 rank (the TP scaling "
+                            "table is a CPU measurement)");
+      }
     }
   }
 
@@ -234,6 +247,7 @@ class BenchCommand final : public Subcommand {
     o.tp_rounds = tp_rounds_;
     if (!batch_shape_.empty()) std::tie(o.rows, o.positions) = parse_batch_shape();
     o.dtype = dtype_;
+    o.device = device_;
     o.output = output_;
     return run_model_benchmark(ctx, o);
   }
@@ -268,7 +282,7 @@ class BenchCommand final : public Subcommand {
       UNLEARN_THROW(ConfigError, "--sizes: unknown model size '" << s << "' (tiny, 5m, 30m)");
   }
 
-  std::string what_, min_bytes_, max_bytes_, dtype_, output_, sizes_, ckpt_bytes_, dir_, batch_shape_;
+  std::string what_, min_bytes_, max_bytes_, dtype_, output_, sizes_, ckpt_bytes_, dir_, batch_shape_, device_;
   int reps_ = 0;
   int tp_rounds_ = 5;
   CommBenchOptions comm_;

@@ -4,6 +4,7 @@
 // checkpoint atomically and an audit report (JSON, rank 0). `--dry-run` estimates memory and time per rank from the
 // checkpoint's metadata alone. Documents are named by id only: the report and the log never hold text (design 7).
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 
 #include <algorithm>
 #include <chrono>
@@ -647,13 +648,13 @@ class ForgetCommand final : public Subcommand {
 
   static void apply(TransformerModel& model, const std::vector<std::size_t>& subset, const ShardedVector& update,
                     double alpha) {
-    at::NoGradGuard no_grad;
+    c10::NoGradGuard no_grad;
     for (std::size_t j = 0; j < subset.size(); ++j) model.parameters()[subset[j]].value.add_(update[j], alpha);
   }
 
   /// Token-mean loss over DP, forward only.
   static double sequence_loss(const TransformerModel& model, Communicator& dp, const std::vector<Batch>& batches) {
-    at::NoGradGuard no_grad;
+    c10::NoGradGuard no_grad;
     double sum = 0;
     std::int64_t n = 0;
     for (const auto& b : batches) {

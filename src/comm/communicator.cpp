@@ -79,14 +79,14 @@ void Communicator::barrier() {
 }
 
 double Communicator::all_reduce_scalar(double local, ReduceOp op) {
-  at::Tensor t = at::full({1}, local, at::TensorOptions().dtype(at::kDouble));
+  at::Tensor t = at::full({1}, local, at::TensorOptions().dtype(at::kDouble).device(scalar_device()));
   all_reduce(t, op);
   return t.item<double>();
 }
 
 std::int64_t Communicator::all_reduce_scalar(std::int64_t local, ReduceOp op) {
   if (op == ReduceOp::kAvg) UNLEARN_THROW(CommError, "all_reduce_scalar: avg of an integer is undefined");
-  at::Tensor t = at::full({1}, local, at::TensorOptions().dtype(at::kLong));
+  at::Tensor t = at::full({1}, local, at::TensorOptions().dtype(at::kLong).device(scalar_device()));
   all_reduce(t, op);
   return t.item<std::int64_t>();
 }

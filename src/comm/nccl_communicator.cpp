@@ -131,6 +131,7 @@ class NcclCommunicator final : public Communicator {
     if (rc != ncclSuccess) throw_nccl_failure(rc, comm_, "ncclAllReduce (barrier)", __FILE__, __LINE__);
     if (sync != cudaSuccess) throw_cuda_failure(sync, "cudaStreamSynchronize (barrier)", __FILE__, __LINE__);
   }
+  at::Device scalar_device() const override { return at::Device(at::kCUDA, device_->device_index()); }
   std::unique_ptr<Communicator> split(int color, int key) const override {
     ncclComm_t sub = nullptr;
     UNLEARN_CHECK_NCCL(comm_, ncclCommSplit(comm_, color < 0 ? NCCL_SPLIT_NOCOLOR : color, key, &sub, nullptr));

@@ -1,6 +1,7 @@
 #include "unlearn/eval/scoring.h"
 
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 
 #include <cmath>
 #include <functional>
@@ -42,7 +43,7 @@ at::Tensor target_nll(const ForwardResult& f, Range vocab, Communicator& tp) {
 at::Tensor score_sequences(const ProcessGrid& grid, const std::vector<ScoredSequence>& sequences,
                            std::int64_t rows_per_batch, const std::function<at::Tensor(const Batch&)>& per_target,
                            std::vector<std::int64_t>& offsets) {
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   offsets.assign(1, 0);
   for (const auto& s : sequences) {
     UNLEARN_CHECK(s.first_scored >= 1 && s.first_scored < static_cast<std::int64_t>(s.tokens.size()),
@@ -133,7 +134,7 @@ std::vector<double> sequence_kl(const TransformerModel& model, const Transformer
 
 std::vector<double> canary_px(const TransformerModel& model, const ProcessGrid& grid, const CanarySet& canaries,
                               std::int64_t rows_per_batch) {
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   const std::vector<TokenId>& prefix = canaries.prefix_tokens;
   const auto P = static_cast<std::int64_t>(prefix.size());
   UNLEARN_CHECK(P >= 1, "canary_px: an empty prefix");

@@ -1,6 +1,7 @@
 // Files of named global tensors in parallel HDF5: collective hyperslab writes and reads, Fletcher32 chunks, V110
 // metadata checksums, the content digest, and the commit protocol of design section 5. io layer.
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 #include <ATen/Parallel.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -757,7 +758,7 @@ void read_tensor_blocks(const std::string& path, Communicator& world, std::vecto
         if (first_error) continue;
         if (verify_digest && b.owner) digests.add(b, buf);
         if (buf.data_ptr() != b.local.data_ptr()) {  // not read in place
-          at::NoGradGuard no_grad;
+          c10::NoGradGuard no_grad;
           b.local.detach().copy_(buf);
         }
       } catch (...) {

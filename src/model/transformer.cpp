@@ -4,6 +4,7 @@
 #include "unlearn/model/transformer.h"
 
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <cmath>
@@ -196,7 +197,7 @@ at::Tensor TransformerModel::local_slice(const Parameter& p, const at::Tensor& g
 void TransformerModel::set_global(const std::string& name, const at::Tensor& global) {
   for (auto& p : params_) {
     if (p.name != name) continue;
-    at::NoGradGuard no_grad;
+    c10::NoGradGuard no_grad;
     p.value.copy_(local_slice(p, global.to(p.value.options())));
     return;
   }
@@ -204,7 +205,7 @@ void TransformerModel::set_global(const std::string& name, const at::Tensor& glo
 }
 
 void TransformerModel::init_random(std::uint64_t seed, const InitOptions& options) {
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   for (auto& p : params_) {
     // The generator is keyed by (seed, name): the global tensor is the same whatever the layout.
     auto gen = at::make_generator<at::CPUGeneratorImpl>(seed ^ fnv1a(p.name));

@@ -12,8 +12,10 @@
 namespace unlearn {
 
 namespace {
-/// Elements per float64 block (2 MiB): small enough to stay in cache between its conversion and its product.
-constexpr std::int64_t kBlockElements = 1 << 18;
+/// Elements per float64 block. Host: 2 MiB, small enough to stay in cache between its conversion and its product.
+/// GPU: 128 MiB, since each block costs a few kernel launches (measured on an H200 with 2 MiB blocks: the Woodbury
+/// product with 8 rows of a 28.6M-parameter model took 1.4 H·v, nearly all of it launches; docs/gpu.md).
+constexpr std::int64_t kHostBlockElements = 1 << 18, kDeviceBlockElements = 1 << 24;
 }  // namespace
 
 FisherStore::FisherStore(std::vector<ShardedVector> rows, std::int64_t total_tokens) : n_(total_tokens) {
@@ -34,9 +36,14 @@ FisherStore::FisherStore(std::vector<ShardedVector> rows, std::int64_t total_tok
   }
 }
 
+at::TensorOptions FisherStore::float64_options() const {
+  return u_.empty() ? at::TensorOptions().dtype(at::kDouble) : u_.front().options().dtype(at::kDouble);
+}
+
 template <typename Fn>
 void FisherStore::for_each_block(std::size_t t, Fn&& fn) const {
-  const std::int64_t cols = u_[t].size(1), block = std::max<std::int64_t>(1024, kBlockElements / m_);
+  const std::int64_t budget = u_[t].is_cpu() ? kHostBlockElements : kDeviceBlockElements;
+  const std::int64_t cols = u_[t].size(1), block = std::max<std::int64_t>(1024, budget / m_);
   for (std::int64_t c = 0; c < cols; c += block) {
     const std::int64_t w = std::min(block, cols - c);
     fn(c, u_[t].narrow(1, c, w).to(at::kDouble));
@@ -44,7 +51,7 @@ void FisherStore::for_each_block(std::size_t t, Fn&& fn) const {
 }
 
 at::Tensor FisherStore::project(const ShardedVector& x) const {
-  at::Tensor ux = at::zeros({m_}, at::TensorOptions().dtype(at::kDouble));
+  at::Tensor ux = at::zeros({m_}, float64_options());
   for (std::size_t t = 0; t < u_.size(); ++t) {
     if (!layout_[t].counted) continue;
     const at::Tensor xt = x[t].reshape(-1);
@@ -79,7 +86,7 @@ void FisherStore::apply(const ShardedVector& x, ShardedVector& y) const {
 
 const at::Tensor& FisherStore::gram() const {
   if (!gram_.defined()) {
-    gram_ = at::zeros({m_, m_}, at::TensorOptions().dtype(at::kDouble));
+    gram_ = at::zeros({m_, m_}, float64_options());
     for (std::size_t t = 0; t < u_.size(); ++t)
       if (layout_[t].counted)
         for_each_block(t, [&](std::int64_t, const at::Tensor& block) { gram_.addmm_(block, block.t()); });
@@ -99,7 +106,8 @@ void FisherStore::solve(double lambda, const ShardedVector& x, ShardedVector& y)
 
 void FisherStore::inverse_quartic_root(double lambda, const ShardedVector& n, ShardedVector& y) const {
   UNLEARN_CHECK(lambda > 0, "Fisher forgetting needs damping λ > 0, got " << lambda);
-  const auto [s2, Q] = at::linalg_eigh(gram());  // W = Q diag(s²) Qᵀ, ascending
+  const auto [s2_dev, Q] = at::linalg_eigh(gram());  // W = Q diag(s²) Qᵀ, ascending
+  const at::Tensor s2 = s2_dev.cpu();                    // m numbers, read element by element below
   const double root = std::pow(lambda, -0.25), nl = static_cast<double>(n_) * lambda;
   at::Tensor c = at::empty_like(s2);
   const auto* sp = s2.data_ptr<double>();
@@ -109,14 +117,14 @@ void FisherStore::inverse_quartic_root(double lambda, const ShardedVector& n, Sh
     // ((λ + s/N)^{-1/4} − λ^{-1/4}) / s = λ^{-1/4} expm1(-¼ log1p(s / Nλ)) / s, and -λ^{-1/4} / (4Nλ) as s → 0.
     cp[k] = s > 1e-300 ? root * std::expm1(-0.25 * std::log1p(s / nl)) / s : -root / (4.0 * nl);
   }
-  const at::Tensor coeff = at::matmul(Q, c * at::matmul(Q.t(), project(n)));  // Q diag(c) Qᵀ U n
+  const at::Tensor coeff = at::matmul(Q, c.to(Q.device()) * at::matmul(Q.t(), project(n)));  // Q diag(c) Qᵀ U n
   combine(coeff, y, &n, root);  // λ^{-1/4} n + Uᵀ coeff
 }
 
 ShardedVector FisherStore::diagonal() const {
   std::vector<at::Tensor> out;
   for (std::size_t t = 0; t < u_.size(); ++t) {
-    at::Tensor diag = at::empty({u_[t].size(1)}, at::TensorOptions().dtype(at::kDouble));
+    at::Tensor diag = at::empty({u_[t].size(1)}, float64_options());
     for_each_block(t, [&](std::int64_t c, const at::Tensor& block) {
       diag.narrow(0, c, block.size(1)).copy_(block.pow(2).sum(0));  // Σ_i u_ij², in float64
     });

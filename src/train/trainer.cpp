@@ -1,6 +1,7 @@
 #include "unlearn/train/trainer.h"
 
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 
 #include <chrono>
 #include <cmath>
@@ -118,7 +119,7 @@ AdamW::AdamW(const TransformerModel& model) {
 void AdamW::step(TransformerModel& model, const ShardedVector& grad, const TrainOptions& o, double lr, double wd,
                  std::int64_t t) {
   UNLEARN_CHECK(grad.size() == m_.size(), "AdamW: gradient has " << grad.size() << " entries, expected " << m_.size());
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   const double bc1 = 1.0 - std::pow(o.beta1, static_cast<double>(t));
   const double bc2 = 1.0 - std::pow(o.beta2, static_cast<double>(t));
   for (std::size_t i = 0; i < m_.size(); ++i) {

@@ -45,6 +45,10 @@ check "bench model tiny" 0 "\\| tiny \\(B 2 x T 16\\) \\| 1 \\|" -- $mpi "$bin" 
 grep -q "Woodbury product m = 8" "$tmp/out" || { echo "FAIL bench model tiny: no Woodbury table"; fail=1; }
 check "bad batch shape" 1 "--batch-shape: expected ROWSxPOSITIONS" -- $mpi "$bin" bench model --batch-shape 16x
 expect_one_error
+check "bad bench device" 1 "--device must be cpu, cuda or cuda:N" -- "$bin" bench model --device gpu
+if "$bin" info 2>&1 | grep -q "^LibTorch .*(no CUDA device)"; then  # here: a clear error, not a LibTorch one
+  check "bench device without CUDA" 1 "LibTorch sees no CUDA device" -- "$bin" bench model --device cuda --sizes tiny
+fi
 # bench newton at TP = 2 solves the system the Python peers solve (same checkpoint, formula batches; float64): the
 # optimised peer's ‖x‖ after 4 CG iterations on the damped exact Hessian agrees to 1e-10 (an independent oracle of
 # the whole Newton step: forget gradient, retain Hessian products, CG).

@@ -7,8 +7,6 @@
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
 
-#include <cstdio>
-
 #include "comm_conformance.h"
 #include "unlearn/comm/mpi_communicator.h"
 
@@ -37,19 +35,8 @@ INSTANTIATE_TEST_SUITE_P(Nccl, CommConformance, ::testing::Values("nccl"));
 
 }  // namespace unlearn::testing
 
-int main(int argc, char** argv) {
-  int provided = 0;
-  MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+extern "C" const char* unlearn_test_skip_reason() {
   int devices = 0;
-  const bool have_device = cudaGetDeviceCount(&devices) == cudaSuccess && devices > 0;
-  if (!have_device || !at::hasCUDA()) {
-    std::printf("SKIP: %s\n", !have_device ? "no CUDA device" : "LibTorch was built without CUDA");
-    MPI_Finalize();
-    return 77;
-  }
-  ::testing::InitGoogleTest(&argc, argv);
-  int ok = RUN_ALL_TESTS() == 0 ? 1 : 0, all_ok = 0;
-  MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-  MPI_Finalize();
-  return all_ok ? 0 : 1;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) return "no CUDA device";
+  return at::hasCUDA() ? nullptr : "LibTorch was built without CUDA";
 }

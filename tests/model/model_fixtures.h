@@ -96,8 +96,9 @@ inline double worst_rel_err(const ShardedVector& got, const ShardedVector& ref, 
   double worst = 0;
   for (std::size_t j = 0; j < subset.size(); ++j) {
     const at::Tensor expect = model.local_slice(model.parameters()[subset[j]], ref[j]);
+    const at::Tensor mine = got[j].cpu();  // the reference is a CPU vector; `got` may live on a GPU
     const double nb = expect.norm().item<double>();
-    const double e = nb > 1e-9 * whole ? rel_err(got[j], expect) : (got[j] - expect).norm().item<double>() / whole;
+    const double e = nb > 1e-9 * whole ? rel_err(mine, expect) : (mine - expect).norm().item<double>() / whole;
     if (e > worst) {
       worst = e;
       if (worst_name) *worst_name = model.parameters()[subset[j]].name;

@@ -1,5 +1,6 @@
 // Single-process model tests (float64): golden RoPE, H·v against finite differences, symmetry, G·v >= 0,
 // graph reuse vs recompute, micro-batching, document masking, parameter subsets and configuration errors.
+#include <c10/core/GradMode.h>
 #include <gtest/gtest.h>
 
 #include "model_fixtures.h"
@@ -47,13 +48,13 @@ TEST_P(ModelFamilies, HessianVectorProductMatchesFiniteDifferences) {
 
   auto gradient_at = [&](double t) {
     {
-      at::NoGradGuard g;
+      c10::NoGradGuard g;
       for (std::size_t j = 0; j < all.size(); ++j) model.parameters()[all[j]].value.add_(v[j], t);
     }
     Curvature at_t(model, *c.dp, all);
     at_t.prepare({batch});
     ShardedVector out = at_t.gradient().clone();
-    at::NoGradGuard g;
+    c10::NoGradGuard g;
     for (std::size_t j = 0; j < all.size(); ++j) model.parameters()[all[j]].value.add_(v[j], -t);
     return out;
   };

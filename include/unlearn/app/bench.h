@@ -23,6 +23,7 @@ struct ModelBenchOptions {
   int tp_rounds = 5;  // paired rounds of the TP = 2 vs TP = 1 measurement (2 ranks, --tp 2)
   std::int64_t rows = 0, positions = 0;  // the batch of every size; 0: each preset's own (tiny 4 x 64, else 8 x 128)
   std::string dtype = "float32";
+  std::string device = "cpu";  // cpu | cuda[:N]: the model, its products and the matmul rate (one rank on a GPU)
   std::string output;
 };
 int run_model_benchmark(AppContext& ctx, const ModelBenchOptions& options);

@@ -45,7 +45,10 @@ class Communicator {
   /// Group of the ranks that share this rank's node (shared memory). Local: a copy of itself.
   virtual std::unique_ptr<Communicator> split_node_local() const = 0;
 
-  /// Host-scalar helpers for dot products, losses and statuses (float64 / int64 on the host).
+  /// Where the scalar helpers below put their one-element tensor: the host, except on a backend that takes device
+  /// tensors only (NCCL: this rank's GPU).
+  virtual at::Device scalar_device() const { return at::kCPU; }
+  /// Host-scalar helpers for dot products, losses and statuses (float64 / int64 in and out).
   double all_reduce_scalar(double local, ReduceOp op = ReduceOp::kSum);
   std::int64_t all_reduce_scalar(std::int64_t local, ReduceOp op = ReduceOp::kSum);
   /// True on every rank iff `ok` is true on every rank.

@@ -48,6 +48,8 @@ class FisherStore {
   std::pair<double, double> split_norms(const ShardedVector& x) const;
 
  private:
+  /// float64 on the rows' device: the m-sized products (U x, the Gram) stay where the rows are.
+  at::TensorOptions float64_options() const;
   /// Calls fn(t, column offset, U_t's column block in float64) for each block of entry t's matrix.
   template <typename Fn>
   void for_each_block(std::size_t t, Fn&& fn) const;
