@@ -591,7 +591,9 @@ std::string write_tensor_file(const std::string& final_path, Communicator& world
   auto cleanup_and_rethrow = [&] {
     // Every rank agreed on the failure (Collective::run), so the close is collective again. Truncating the file
     // first gives a full filesystem room for the metadata the close flushes; the file is removed anyway.
-    if (coll.rank() == 0 && created && file.valid()) static_cast<void>(::truncate(temp.c_str(), 0));
+    if (coll.rank() == 0 && created && file.valid()) {
+      [[maybe_unused]] const int rc = ::truncate(temp.c_str(), 0);  // best effort (g++ 13 ignores a void cast)
+    }
     coll.barrier();
     file.reset();
     if (coll.rank() == 0 && created) ::unlink(temp.c_str());

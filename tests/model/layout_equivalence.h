@@ -27,15 +27,22 @@ inline std::string family_case_name(const ::testing::TestParamInfo<FamilyCase>& 
   return to_string(info.param.first) + "_kv" + std::to_string(info.param.second);
 }
 
+/// Calls fn(grid) for every TP x DP layout of the world (TP dividing its size), under a trace naming the layout.
+template <typename Fn>
+void for_each_layout(const std::shared_ptr<Communicator>& world, const std::string& device, Fn&& fn) {
+  for (int tp = 1; tp <= world->size(); ++tp) {
+    if (world->size() % tp != 0) continue;
+    SCOPED_TRACE("tp " + std::to_string(tp) + " x dp " + std::to_string(world->size() / tp) + " on " + device);
+    const ProcessGrid grid(world, tp);
+    fn(grid);
+  }
+}
+
 inline void expect_every_layout_matches_serial_cpu(Family family, std::int64_t kv_heads, const std::string& device) {
   constexpr double kTol = 1e-10;
   const auto world = std::shared_ptr<Communicator>(make_mpi_communicator(MPI_COMM_WORLD));
   ModelConfig cfg = tiny_config(family, kv_heads);
-  for (int tp = 1; tp <= world->size(); ++tp) {
-    if (world->size() % tp != 0) continue;
-    SCOPED_TRACE("tp " + std::to_string(tp) + " x dp " + std::to_string(world->size() / tp) + " on " + device);
-    ProcessGrid grid(world, tp);
-
+  for_each_layout(world, device, [&](const ProcessGrid& grid) {
     cfg.device = device;
     TransformerModel model(cfg, grid.tp());
     model.init_random(31, test_init());
@@ -63,7 +70,7 @@ inline void expect_every_layout_matches_serial_cpu(Family family, std::int64_t k
     EXPECT_LE(worst_rel_err(curv.hvp(v), ref_curv.hvp(v_ref), model, all, &worst), kTol) << "H·v " << worst;
     EXPECT_LE(worst_rel_err(curv.gvp(v), ref_curv.gvp(v_ref), model, all, &worst), kTol) << "G·v " << worst;
     expect_replicated_identical(model, grid.tp());
-  }
+  });
 }
 
 }  // namespace unlearn::testing

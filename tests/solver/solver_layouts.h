@@ -10,9 +10,8 @@
 #include <memory>
 #include <string>
 
+#include "../model/layout_equivalence.h"
 #include "solver_fixtures.h"
-#include "unlearn/comm/mpi_communicator.h"
-#include "unlearn/comm/process_grid.h"
 #include "unlearn/solver/cg.h"
 
 namespace unlearn::testing {
@@ -43,10 +42,7 @@ inline void expect_solver_layouts_match_serial_cpu(const std::string& device) {
   fixed.rtol = 0.0;
   solve_cg(ref_A, ref_v, ref_cg, fixed);
 
-  for (int tp = 1; tp <= world->size(); ++tp) {
-    if (world->size() % tp != 0) continue;
-    SCOPED_TRACE("tp " + std::to_string(tp) + " x dp " + std::to_string(world->size() / tp) + " on " + device);
-    ProcessGrid grid(world, tp);
+  for_each_layout(world, device, [&](const ProcessGrid& grid) {
     cfg.device = device;
     TransformerModel model(cfg, grid.tp());
     model.init_random(13, test_init());
@@ -114,7 +110,7 @@ inline void expect_solver_layouts_match_serial_cpu(const std::string& device) {
     const CgResult res_part = solve_cg(A_part, v_part, x_part, fixed);
     EXPECT_EQ(res_part.iterations, 10);
     EXPECT_LE(worst_rel_err(part.gather(x_part), ref_cg, model, all), 1e-9);
-  }
+  });
 }
 
 }  // namespace unlearn::testing
