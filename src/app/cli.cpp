@@ -22,6 +22,7 @@
 
 #include "unlearn/comm/mpi_communicator.h"
 #include "unlearn/util/error.h"
+#include "unlearn/util/numerics.h"
 
 namespace unlearn {
 namespace {
@@ -154,6 +155,7 @@ std::vector<std::string> version_lines() {
   out.push_back("HDF5 " + std::to_string(maj) + "." + std::to_string(min) + "." + std::to_string(rel) + " (parallel)");
   out.push_back(std::string("Boost ") + BOOST_LIB_VERSION);
   out.push_back(std::string("NCCL backend ") + (nccl_available_in_build() ? "compiled in" : "not built"));
+  out.push_back("BLAS " + numerics_description());
   return out;
 }
 
@@ -297,7 +299,7 @@ int unlearn_main(int argc, char** argv) {
       log_info0("options:\n" + config_table.substr(0, config_table.empty() ? 0 : config_table.size() - 1));
       log_info0("grid: " + grid.describe() + ", " + std::to_string(threads) + " thread(s) per rank");
       metrics.write(JsonObject().add("event", "start").add("command", sub->name()).add_raw("config", config_json)
-                        .add("world_size", grid.world_size()).add("tp", grid.tp_size()).add("dp", grid.dp_size()));
+                        .add("numerics", numerics_description()).add("world_size", grid.world_size()).add("tp", grid.tp_size()).add("dp", grid.dp_size()));
 
       AppContext ctx{grid, *common, *vm, metrics, config_json, placement_json(grid)};
       const int rc = sub->run(ctx);

@@ -27,6 +27,7 @@
 #include "unlearn/parse/json.h"
 #include "unlearn/parse/units.h"
 #include "unlearn/util/error.h"
+#include "unlearn/util/numerics.h"
 
 namespace unlearn {
 namespace {
@@ -212,7 +213,7 @@ class EvalCommand final : public Subcommand {
     const double score_s = seconds_since(t);
 
     JsonObject report;
-    report.add("command", "eval").add_raw("config", ctx.config_json).add("checkpoint", in_)
+    report.add("command", "eval").add_raw("config", ctx.config_json).add("numerics", numerics_description()).add("checkpoint", in_)
         .add("checkpoint_digest", info.content_digest).add("checkpoint_step", info.step).add("dataset", dataset_)
         .add("world_size", grid.world_size()).add("tp", grid.tp_size()).add("dp", grid.dp_size());
     JsonObject perplexity;

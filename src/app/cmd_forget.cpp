@@ -26,6 +26,7 @@
 #include "unlearn/parse/units.h"
 #include "unlearn/solver/newton.h"
 #include "unlearn/util/error.h"
+#include "unlearn/util/numerics.h"
 #include "unlearn/util/stop_signal.h"
 
 namespace unlearn {
@@ -341,7 +342,7 @@ class ForgetCommand final : public Subcommand {
     phases.add("total_s", seconds_since(t_start));
 
     JsonObject report;
-    report.add("command", "forget").add_raw("config", ctx.config_json).add("method", to_string(opt_.method))
+    report.add("command", "forget").add_raw("config", ctx.config_json).add("numerics", numerics_description()).add("method", to_string(opt_.method))
         .add("curvature", opt_.method == Method::kNewtonCg ? curvature_ : std::string("fisher"))
         .add("damping", opt_.damping).add("step_scale", opt_.step_scale).add("gradient_source", source_)
         .add("noise_form", to_string(opt_.noise_form)).add("noise_scale", opt_.noise_scale)

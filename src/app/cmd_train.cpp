@@ -19,6 +19,7 @@
 #include "unlearn/parse/units.h"
 #include "unlearn/train/trainer.h"
 #include "unlearn/util/error.h"
+#include "unlearn/util/numerics.h"
 #include "unlearn/util/stop_signal.h"
 
 namespace unlearn {
@@ -283,7 +284,7 @@ class TrainCommand final : public Subcommand {
     const LossGradient full = gradient_over(stat_rows);
     const double full_norm = full.gradient.norm();
     JsonObject report;
-    report.add("command", "train").add_raw("config", ctx.config_json).add("model", cfg.describe())
+    report.add("command", "train").add_raw("config", ctx.config_json).add("numerics", numerics_description()).add("model", cfg.describe())
         .add("parameters", model->global_numel()).add("steps", opt_.steps)
         .add("resumed_from_step", first_step).add("training_documents", train_docs)
         .add("excluded_documents", static_cast<std::int64_t>(excluded_.size()))

@@ -10,6 +10,7 @@
 #include "collective.h"
 #include "provenance.h"
 #include "unlearn/util/error.h"
+#include "unlearn/util/numerics.h"
 
 namespace unlearn {
 namespace {
@@ -122,6 +123,7 @@ Attributes model_checkpoint_attributes(const ModelConfig& config, StorageType st
   attrs[pp + "unlearn_version"] = std::string("0.1.0");
   attrs[pp + "command_line"] = options.command_line.empty() ? detail::process_command_line() : options.command_line;
   attrs[pp + "rank_layout"] = rank_layout;
+  attrs[pp + "numerics"] = numerics_description();
   attrs[pp + "created_utc"] = detail::utc_now();
   attrs[pp + "input_digest"] = options.input_digest;
   if (options.seed) attrs[pp + "seed"] = std::to_string(*options.seed);

@@ -39,6 +39,8 @@ check "info placement table" 0 "rank +tp_rank +dp_rank" -- $mpi "$bin" info --tp
 check "metrics file" 0 "grid: world 2" -- $mpi "$bin" info --metrics "$tmp/m.jsonl"
 grep -q '"event": "start"' "$tmp/m.jsonl" && grep -q '"config": {' "$tmp/m.jsonl" && grep -q '"event": "end"' "$tmp/m.jsonl" \
   || { echo "FAIL: metrics file lacks start/config/end records"; cat "$tmp/m.jsonl"; fail=1; }
+# The numerics that decide bit-identity (BLAS library, kernel set, its environment) are in every output.
+grep -q '"numerics": "[^"]*BLAS' "$tmp/m.jsonl" || { echo "FAIL: the start record lacks numerics"; fail=1; }
 check "bench comm small" 0 "ratio raw/ours" -- $mpi "$bin" bench comm --min-bytes 4K --max-bytes 16K --reps 3 --warmup 1
 check "bench model tiny" 0 "\\| tiny \\(B 2 x T 16\\) \\| 1 \\|" -- $mpi "$bin" bench model --tp 2 --sizes tiny \
   --reps 1 --tp-rounds 1 --batch-shape 2x16
@@ -54,6 +56,8 @@ fi
 # the whole Newton step: forget gradient, retain Hessian products, CG).
 check "init float64 model" 0 "wrote" -- "$bin" init --d-model 32 --n-heads 4 --n-layers 2 --d-ff 64 --max-positions 32 \
   --dtype float64 --init-std 0.1 --output "$tmp/bn.h5"
+"$bin" inspect "$tmp/bn.h5" 2>&1 | grep -q "provenance.numerics .*BLAS" \
+  || { echo "FAIL: the checkpoint lacks provenance.numerics"; fail=1; }
 check "bench newton tp 2" 0 "4 \(max_iterations\)" -- $mpi "$bin" bench newton --tp 2 --checkpoint "$tmp/bn.h5" \
   --cg-iters 4 --retain-rows 3 --forget-rows 1 --metrics "$tmp/bn.jsonl"
 /usr/bin/python3 "$(dirname "${BASH_SOURCE[0]}")/../../tools/peers/newton_peers.py" "$tmp/bn.h5" --cg-iters 4 \

@@ -31,6 +31,7 @@ e2, d2, e1, e2b, orig, fr = (ld(n) for n in ("e2.json", "d2.json", "e1.json", "e
 for key in ("config", "checkpoint_digest", "perplexity", "membership_inference", "exposure", "retain_kl_per_token",
             "update_norm"):
     assert key in e2, key
+assert "BLAS" in e2["numerics"] and e2["numerics"] == fr["numerics"], (e2["numerics"], fr["numerics"])
 for s in ("validation", "test", "forget", "retain"):
     assert e2["perplexity"][s]["tokens"] > 0, s
 for a in ("loss", "min_k", "zlib"):
