@@ -51,27 +51,30 @@ select_openblas_openmp() {
   done
 }
 
+install_missing() {
+  echo "install-deps: installing ${#missing[@]} packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # Daemons (slurm, munge) must not start at install time; tests start private instances.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod +x /usr/sbin/policy-rc.d
+    trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  $SUDO apt-get update -qq || echo "install-deps: apt-get update failed; trying the cached lists" >&2
+  if ! $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"; then
+    # Find the culprit one by one so the message names it.
+    local p
+    for p in "${missing[@]}"; do
+      $SUDO apt-get install -y -qq --no-install-recommends "$p" >/dev/null 2>&1 \
+        || { echo "install-deps: FAILED to install Debian package '$p'" >&2; exit 1; }
+    done
+  fi
+  echo "install-deps: done"
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#packages[@]} packages present"
-  select_openblas_openmp
-  exit 0
-fi
-
-echo "install-deps: installing ${#missing[@]} packages: ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-# Daemons (slurm, munge) must not start at install time; tests start private instances.
-if [ ! -e /usr/sbin/policy-rc.d ]; then
-  printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
-  $SUDO chmod +x /usr/sbin/policy-rc.d
-  trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
-fi
-$SUDO apt-get update -qq || echo "install-deps: apt-get update failed; trying the cached lists" >&2
-if ! $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"; then
-  # Find the culprit one by one so the message names it.
-  for p in "${missing[@]}"; do
-    $SUDO apt-get install -y -qq --no-install-recommends "$p" >/dev/null 2>&1 \
-      || { echo "install-deps: FAILED to install Debian package '$p'" >&2; exit 1; }
-  done
+else
+  install_missing
 fi
 select_openblas_openmp
-echo "install-deps: done"

@@ -1,8 +1,8 @@
 // Files of named global tensors in parallel HDF5: collective hyperslab writes and reads, Fletcher32 chunks, V110
 // metadata checksums, the content digest, and the commit protocol of design section 5. io layer.
 #include <ATen/ATen.h>
-#include <c10/core/GradMode.h>
 #include <ATen/Parallel.h>
+#include <c10/core/GradMode.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>

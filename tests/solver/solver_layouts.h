@@ -16,6 +16,18 @@
 
 namespace unlearn::testing {
 
+/// The Fisher store's three products of v (λ = 1e-2): Woodbury inverse, F^-1/4 transform, diagonal form.
+struct FisherProducts {
+  ShardedVector wood, root, diag;
+};
+inline FisherProducts fisher_products(const FisherStore& store, const ShardedVector& v) {
+  FisherProducts out;
+  store.solve(1e-2, v, out.wood);
+  store.inverse_quartic_root(1e-2, v, out.root);
+  store.inverse_sqrt_diagonal(1e-2, v, out.diag);
+  return out;
+}
+
 inline void expect_solver_layouts_match_serial_cpu(const std::string& device) {
   const auto world = std::shared_ptr<Communicator>(make_mpi_communicator(MPI_COMM_WORLD));
   ModelConfig cfg = tiny_config(Family::kGpt2);
@@ -29,10 +41,8 @@ inline void expect_solver_layouts_match_serial_cpu(const std::string& device) {
   DocumentGradients ref_dg = document_gradients(ref, *local_dp, ref_all, docs);
   const FisherStore ref_store(ref_dg.rows, ref_dg.total_tokens);
   const ShardedVector ref_v = random_vector(ref, ref_all, 5);
-  ShardedVector ref_wood, ref_root, ref_diag, ref_cg;
-  ref_store.solve(1e-2, ref_v, ref_wood);
-  ref_store.inverse_quartic_root(1e-2, ref_v, ref_root);
-  ref_store.inverse_sqrt_diagonal(1e-2, ref_v, ref_diag);
+  const FisherProducts ref_f = fisher_products(ref_store, ref_v);
+  ShardedVector ref_cg;
   Curvature ref_curv(ref, *local_dp, ref_all);
   ref_curv.prepare({sample});
   CurvatureOperator ref_G(ref_curv, CurvatureKind::kGgn);
@@ -57,13 +67,11 @@ inline void expect_solver_layouts_match_serial_cpu(const std::string& device) {
       EXPECT_LE(worst_rel_err(dg.rows[d], ref_dg.rows[d], model, all), 1e-10) << "document " << d;
     const FisherStore store(dg.rows, dg.total_tokens);
     const ShardedVector v = random_vector(model, all, 5);
-    ShardedVector wood, root, diag, x;
-    store.solve(1e-2, v, wood);
-    store.inverse_quartic_root(1e-2, v, root);
-    store.inverse_sqrt_diagonal(1e-2, v, diag);
-    EXPECT_LE(worst_rel_err(wood, ref_wood, model, all), 1e-10);
-    EXPECT_LE(worst_rel_err(root, ref_root, model, all), 1e-10);
-    EXPECT_LE(worst_rel_err(diag, ref_diag, model, all), 1e-10);
+    const FisherProducts f = fisher_products(store, v);
+    EXPECT_LE(worst_rel_err(f.wood, ref_f.wood, model, all), 1e-10);
+    EXPECT_LE(worst_rel_err(f.root, ref_f.root, model, all), 1e-10);
+    EXPECT_LE(worst_rel_err(f.diag, ref_f.diag, model, all), 1e-10);
+    ShardedVector x;
     // CG on the damped GGN with each DP rank holding half the sample rows.
     Curvature curv(model, grid.dp(), all);
     Batch my_rows = sample;
@@ -94,13 +102,11 @@ inline void expect_solver_layouts_match_serial_cpu(const std::string& device) {
     for (std::size_t j = 0; j < all.size(); ++j) EXPECT_EQ(chunks.rows[0][j].numel(), part.length(j));
     const FisherStore sharded_store(chunks.rows, chunks.total_tokens);
     const ShardedVector v_part = part.slice(v);
-    ShardedVector wood_part, root_part, diag_part, x_part;
-    sharded_store.solve(1e-2, v_part, wood_part);
-    sharded_store.inverse_quartic_root(1e-2, v_part, root_part);
-    sharded_store.inverse_sqrt_diagonal(1e-2, v_part, diag_part);
-    EXPECT_LE(worst_rel_err(part.gather(wood_part), ref_wood, model, all), 1e-10);
-    EXPECT_LE(worst_rel_err(part.gather(root_part), ref_root, model, all), 1e-10);
-    EXPECT_LE(worst_rel_err(part.gather(diag_part), ref_diag, model, all), 1e-10);
+    const FisherProducts fp = fisher_products(sharded_store, v_part);
+    EXPECT_LE(worst_rel_err(part.gather(fp.wood), ref_f.wood, model, all), 1e-10);
+    EXPECT_LE(worst_rel_err(part.gather(fp.root), ref_f.root, model, all), 1e-10);
+    EXPECT_LE(worst_rel_err(part.gather(fp.diag), ref_f.diag, model, all), 1e-10);
+    ShardedVector x_part;
     const auto [inside, outside] = store.split_norms(v);
     const auto [inside_part, outside_part] = sharded_store.split_norms(v_part);
     EXPECT_NEAR(inside_part, inside, 1e-10 * inside);
