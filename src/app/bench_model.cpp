@@ -224,30 +224,126 @@ struct HvpBench {
   }
 };
 
+/// Forwards every collective to `inner` and, while `recording`, keeps a zero tensor of each call's shape and dtype,
+/// so that the collectives of one product can be replayed alone: their time is what TP adds to a product that no
+/// partitioning of the arithmetic removes (each all-reduce's input comes from the layer the previous one fed, so
+/// they run in sequence). Groups split from it are not recorded (the GPT-2 presets split none).
+class RecordingCommunicator final : public Communicator {
+ public:
+  explicit RecordingCommunicator(Communicator& inner) : inner_(inner) {}
+  int rank() const override { return inner_.rank(); }
+  int size() const override { return inner_.size(); }
+  std::string_view backend_name() const override { return inner_.backend_name(); }
+  std::unique_ptr<Communicator> split(int color, int key) const override { return inner_.split(color, key); }
+  std::unique_ptr<Communicator> split_node_local() const override { return inner_.split_node_local(); }
+  at::Device scalar_device() const override { return inner_.scalar_device(); }
+
+  bool recording = false;
+  /// The recorded calls, in order, on the inner communicator (zero inputs: no denormals, no NaN).
+  void replay() {
+    for (Call& c : calls_) switch (c.kind) {
+        case Kind::kAllReduce: inner_.all_reduce(c.in, c.op); break;
+        case Kind::kAllGather: inner_.all_gather(c.in, c.out); break;
+        case Kind::kReduceScatter: inner_.reduce_scatter(c.in, c.out, c.op); break;
+        case Kind::kBroadcast: inner_.broadcast(c.in, c.root); break;
+        case Kind::kBarrier: inner_.barrier(); break;
+      }
+  }
+  std::size_t calls() const { return calls_.size(); }
+  std::int64_t bytes() const {
+    std::int64_t n = 0;
+    for (const Call& c : calls_) n += c.in.defined() ? static_cast<std::int64_t>(c.in.nbytes()) : 0;
+    return n;
+  }
+
+ private:
+  enum class Kind { kAllReduce, kAllGather, kReduceScatter, kBroadcast, kBarrier };
+  struct Call {
+    Kind kind;
+    at::Tensor in, out;
+    ReduceOp op = ReduceOp::kSum;
+    int root = 0;
+  };
+  void note(Kind kind, const at::Tensor& in, const at::Tensor& out, ReduceOp op, int root) {
+    if (!recording) return;
+    calls_.push_back({kind, in.defined() ? at::zeros_like(in) : at::Tensor(),
+                      out.defined() ? at::zeros_like(out) : at::Tensor(), op, root});
+  }
+  void do_all_reduce(at::Tensor& t, ReduceOp op) override {
+    note(Kind::kAllReduce, t, {}, op, 0);
+    inner_.all_reduce(t, op);
+  }
+  void do_all_gather(const at::Tensor& in, at::Tensor& out) override {
+    note(Kind::kAllGather, in, out, ReduceOp::kSum, 0);
+    inner_.all_gather(in, out);
+  }
+  void do_reduce_scatter(const at::Tensor& in, at::Tensor& out, ReduceOp op) override {
+    note(Kind::kReduceScatter, in, out, op, 0);
+    inner_.reduce_scatter(in, out, op);
+  }
+  void do_broadcast(at::Tensor& t, int root) override {
+    note(Kind::kBroadcast, t, {}, ReduceOp::kSum, root);
+    inner_.broadcast(t, root);
+  }
+  void do_barrier() override {
+    note(Kind::kBarrier, {}, {}, ReduceOp::kSum, 0);
+    inner_.barrier();
+  }
+
+  Communicator& inner_;
+  std::vector<Call> calls_;
+};
+
 /// TP = 2 against TP = 1 in paired rounds. Each round times, back to back: the machine's own 2-rank speed-up (one
 /// [B·T, d] x [d, 4d] product on rank 0 alone, then its two column halves on the 2 ranks at once), `reps` H·v at
 /// TP = 1 on rank 0 (1 thread, rank 1 waiting) and `reps` H·v at TP = 2; the round's fraction is its model speed-up
 /// over its machine speed-up. Rounds seconds apart see the same host: measured once each, TP = 2 H·v on 30m read
 /// 2.41-2.81 s within 10 minutes, a spread wider than the distance of the fraction from its goal.
+/// Each round also replays the collectives of one TP = 2 H·v alone (`collectives`, C) for the fraction's ceiling:
+/// that of a TP = 2 product whose whole arithmetic split at the machine's own speed-up S and whose collectives cost
+/// what they cost alone, T1 / (T1 / S + C) / S = T1 / (T1 + S·C). Only split work running faster than S predicts
+/// (smaller operands fitting a cache) or the host's noise can put a measured fraction above it.
 struct ScalingRound {
-  double hvp_tp1 = 0, hvp_tp2 = 0, matmul_speedup = 0;
+  double hvp_tp1 = 0, hvp_tp2 = 0, matmul_speedup = 0, collectives = 0;
   double fraction() const { return hvp_tp1 / hvp_tp2 / matmul_speedup; }
+  double ceiling() const { return hvp_tp1 / (hvp_tp1 + matmul_speedup * collectives); }
 };
 
-std::vector<ScalingRound> tp_scaling_rounds(const Preset& p, const ProcessGrid& grid, int rounds, int reps) {
+struct ScalingRun {
+  std::vector<ScalingRound> rounds;
+  std::size_t collectives_per_hvp = 0;
+  std::int64_t collective_bytes_per_hvp = 0;
+};
+
+ScalingRun tp_scaling_rounds(const Preset& p, const ProcessGrid& grid, int rounds, int reps) {
   Communicator& world = grid.world();
   const bool serial_rank = grid.world_rank() == 0;
   auto local_tp = make_local_communicator(), local_dp = make_local_communicator();
   std::unique_ptr<HvpBench> serial;
   if (serial_rank) serial = std::make_unique<HvpBench>(p, *local_tp, *local_dp);
-  HvpBench parallel(p, grid.tp(), grid.dp());
+  RecordingCommunicator tp(grid.tp());
+  HvpBench parallel(p, tp, grid.dp());
   // Untimed products first on both sides (kWarmupReps' reason: a fresh heap runs the first ones slower).
   if (serial_rank) serial->median_hvp(*local_tp, kWarmupReps);
   world.barrier();
   parallel.median_hvp(grid.tp(), kWarmupReps);
-  std::vector<ScalingRound> out(rounds);
+  tp.recording = true;
+  parallel.curv.hvp(parallel.v);
+  tp.recording = false;
+  ScalingRun out{std::vector<ScalingRound>(rounds), tp.calls(), tp.bytes()};
+  const auto median_replay = [&] {
+    std::vector<double> t;
+    for (int i = 0; i < 2 * reps; ++i) {  // the first half untimed, as the product's warm-up
+      grid.tp().barrier();
+      const double t0 = steady_seconds();
+      tp.replay();
+      grid.tp().barrier();
+      if (i >= reps) t.push_back(steady_seconds() - t0);
+    }
+    return median(t);
+  };
   const std::int64_t m = p.batch * p.seq, d = p.cfg.d_model, ff = p.cfg.d_ff;
-  for (ScalingRound& r : out) {
+  for (ScalingRound& r : out.rounds) {
     const double mm1 = serial_rank ? matmul_gflops(m, d, ff, p.cfg.dtype, 10) : 0.0;
     world.barrier();  // both halves at the same time
     const double half = matmul_gflops(m, d, ff / 2, p.cfg.dtype, 10);
@@ -257,6 +353,7 @@ std::vector<ScalingRound> tp_scaling_rounds(const Preset& p, const ProcessGrid& 
     const double t1 = serial_rank ? serial->median_hvp(*local_tp, reps) : 0.0;
     world.barrier();
     r.hvp_tp2 = parallel.median_hvp(grid.tp(), reps);
+    r.collectives = median_replay();
     r.hvp_tp1 = world.all_reduce_scalar(t1, ReduceOp::kMax);
   }
   return out;
@@ -284,7 +381,8 @@ int run_model_benchmark(AppContext& ctx, const ModelBenchOptions& opt) {
   fisher << "| model | H·v (s) | Woodbury product m = 8 (s) | / H·v (goal <= 0.05) | m = 64 (s) | / H·v | Gram m = 8 / 64 "
             "(s, once per request) |\n|---|---:|---:|---:|---:|---:|---:|\n";
   scaling << "| model | rounds | H·v TP=1 (s) | H·v TP=2 (s) | model speed-up | matmul speed-up (2 ranks) | "
-             "fraction (median, range over rounds) |\n|---|---:|---:|---:|---:|---:|---:|\n";
+             "fraction (median, range over rounds) | collectives per TP=2 H·v | their time alone (s) | "
+             "ceiling T1 / (T1 + S·C) (median, range) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   auto local_tp = make_local_communicator(), local_dp = make_local_communicator();
   for (const std::string& name : opt.sizes) {
     const Preset p = preset(name, dtype, opt.rows, opt.positions, opt.device);
@@ -298,8 +396,9 @@ int run_model_benchmark(AppContext& ctx, const ModelBenchOptions& opt) {
     }
     world.barrier();
     const double rss_serial = peak_rss_mib();
-    std::vector<ScalingRound> rounds;
-    if (world.size() == 2 && grid.tp_size() == 2) rounds = tp_scaling_rounds(p, grid, opt.tp_rounds, opt.reps);
+    ScalingRun scaling_run;
+    const std::vector<ScalingRound>& rounds = scaling_run.rounds;
+    if (world.size() == 2 && grid.tp_size() == 2) scaling_run = tp_scaling_rounds(p, grid, opt.tp_rounds, opt.reps);
     if (grid.world_rank() == 0) {
       std::int64_t n = 0;
       {
@@ -340,23 +439,32 @@ int run_model_benchmark(AppContext& ctx, const ModelBenchOptions& opt) {
           for (const ScalingRound& r : rounds) x.push_back(r.*f);
           return median(x);
         };
-        std::vector<double> fractions;
-        for (const ScalingRound& r : rounds) fractions.push_back(r.fraction());
+        std::vector<double> fractions, ceilings;
+        for (const ScalingRound& r : rounds) fractions.push_back(r.fraction()), ceilings.push_back(r.ceiling());
         const auto [lo, hi] = std::minmax_element(fractions.begin(), fractions.end());
+        const auto [clo, chi] = std::minmax_element(ceilings.begin(), ceilings.end());
         const double t1 = med(&ScalingRound::hvp_tp1), t2 = med(&ScalingRound::hvp_tp2);
         std::snprintf(row, sizeof(row),
-                      "| %s (B %lld x T %lld) | %zu | %.4f | %.4f | %.2f | %.2f | %.2f (%.2f-%.2f) |\n", p.name,
-                      static_cast<long long>(p.batch), static_cast<long long>(p.seq), rounds.size(), t1, t2,
-                      t1 / t2, med(&ScalingRound::matmul_speedup), median(fractions), *lo, *hi);
+                      "| %s (B %lld x T %lld) | %zu | %.4f | %.4f | %.2f | %.2f | %.2f (%.2f-%.2f) | %zu (%.2f MiB) | "
+                      "%.5f | %.2f (%.2f-%.2f) |\n",
+                      p.name, static_cast<long long>(p.batch), static_cast<long long>(p.seq), rounds.size(), t1, t2,
+                      t1 / t2, med(&ScalingRound::matmul_speedup), median(fractions), *lo, *hi,
+                      scaling_run.collectives_per_hvp, scaling_run.collective_bytes_per_hvp / 1048576.0,
+                      med(&ScalingRound::collectives), median(ceilings), *clo, *chi);
         scaling << row;
         record.add("tp_rounds", static_cast<std::int64_t>(rounds.size()))
             .add("hvp_tp1_s", t1)
             .add("hvp_tp2_s", t2)
             .add("matmul_speedup_2ranks", med(&ScalingRound::matmul_speedup))
             .add("tp_fraction", median(fractions))
+            .add("tp_collectives_per_hvp", static_cast<std::int64_t>(scaling_run.collectives_per_hvp))
+            .add("tp_collective_bytes_per_hvp", scaling_run.collective_bytes_per_hvp)
+            .add("tp_collectives_alone_s", med(&ScalingRound::collectives))
+            .add("tp_fraction_ceiling", median(ceilings))
             .add_raw("hvp_tp1_rounds_s", json_list(rounds, &ScalingRound::hvp_tp1))
             .add_raw("hvp_tp2_rounds_s", json_list(rounds, &ScalingRound::hvp_tp2))
-            .add_raw("matmul_speedup_rounds", json_list(rounds, &ScalingRound::matmul_speedup));
+            .add_raw("matmul_speedup_rounds", json_list(rounds, &ScalingRound::matmul_speedup))
+            .add_raw("tp_collectives_alone_rounds_s", json_list(rounds, &ScalingRound::collectives));
       }
       ctx.metrics.write(record);
       log_info0(std::string("  ") + p.name + ": H·v/grad " + std::to_string(serial.hvp / serial.grad));

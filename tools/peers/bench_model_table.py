@@ -214,19 +214,27 @@ def tables(out_dir, sizes):
                "TP = 1 from its table; then paired rounds, each timing back to back the machine's own 2-rank "
                "speed-up (one matmul on rank 0 alone, then its two halves on the 2 ranks at once), H·v at TP = 1 "
                "on rank 0 while rank 1 waits, and H·v at TP = 2; times are medians over the rounds, the fraction "
-               "is the median of the per-round fractions (model speed-up / machine speed-up) with their range:\n")
+               "is the median of the per-round fractions (model speed-up / machine speed-up) with their range. "
+               "Each round also replays the collectives of one TP = 2 H·v alone (C); the ceiling T1 / (T1 + S·C) "
+               "is the fraction of a TP = 2 product whose whole arithmetic split at the machine's speed-up S:\n")
     out.append("| model | grad TP=1 (s) | H·v TP=1 (s) | G·v TP=1 (s) | rounds | H·v TP=1 in rounds (s) | "
-               "H·v TP=2 (s) | model speed-up | matmul speed-up (2 ranks) | fraction (≥ 0.9) |")
-    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+               "H·v TP=2 (s) | model speed-up | matmul speed-up (2 ranks) | fraction (≥ 0.9) | "
+               "collectives per TP=2 H·v | their time alone (s) | ceiling |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for s, r in rows.items():
         o2 = r["o2"]
-        t1s, t2s, mms = (get(o2, k) or [] for k in ("hvp_tp1_rounds_s", "hvp_tp2_rounds_s", "matmul_speedup_rounds"))
+        t1s, t2s, mms, cs = (get(o2, k) or [] for k in ("hvp_tp1_rounds_s", "hvp_tp2_rounds_s",
+                                                         "matmul_speedup_rounds", "tp_collectives_alone_rounds_s"))
         fr = [a / b / m for a, b, m in zip(t1s, t2s, mms)]
+        ceil = [a / (a + m * c) for a, m, c in zip(t1s, mms, cs)]
         med = lambda xs: statistics.median(xs) if xs else None
-        out.append("| %s | %s | %s | %s | %d | %s | %s | %s | %s | %s |" % (
+        n_coll, coll_bytes = get(o2, "tp_collectives_per_hvp"), get(o2, "tp_collective_bytes_per_hvp")
+        out.append("| %s | %s | %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             s, fmt(get(o2, "grad_s")), fmt(get(o2, "hvp_s")), fmt(get(o2, "gvp_s")), len(fr), fmt(med(t1s)),
             fmt(med(t2s)), fmt(ratio(med(t1s), med(t2s)), "%.2f"), fmt(med(mms), "%.2f"),
-            mark(med(fr), 0.9, le=False) + spread(fr)))
+            mark(med(fr), 0.9, le=False) + spread(fr),
+            "-" if n_coll is None else "%d (%.2f MiB)" % (n_coll, coll_bytes / 1048576.0),
+            fmt(med(cs), "%.5f"), fmt(med(ceil), "%.2f") + (spread(ceil) if ceil else "")))
 
     agree = []
     for s, r in rows.items():
