@@ -162,7 +162,8 @@ class BenchCommand final : public Subcommand {
         ("tp-rounds", po::value<int>(&tp_rounds_)->default_value(5),
          "model, 2 ranks with --tp 2: paired rounds of the scaling table; each times the machine's 2-rank "
          "matmul speed-up, --reps H·v at TP = 1 and --reps at TP = 2 back to back (median and range reported), "
-         "then replays that product's collectives alone for the fraction's ceiling T1 / (T1 + S·C)")
+         "then replays that product's collectives alone for the fraction's ceiling T1 / (T1 + S·C); each rank's "
+         "time inside collectives during the TP = 2 products shows the waiting for the slower rank")
         ("checkpoint", po::value<std::string>(&newton_.checkpoint), "newton: the model (e.g. from unlearn init)")
         ("cg-iters", po::value<int>(&newton_.cg_iters)->default_value(10), "newton: CG iterations (a fixed count)")
         ("retain-rows", po::value<std::int64_t>(&newton_.retain_rows)->default_value(8),

@@ -45,8 +45,9 @@ check "bench comm small" 0 "ratio raw/ours" -- $mpi "$bin" bench comm --min-byte
 check "bench model tiny" 0 "\\| tiny \\(B 2 x T 16\\) \\| 1 \\|" -- $mpi "$bin" bench model --tp 2 --sizes tiny \
   --reps 1 --tp-rounds 1 --batch-shape 2x16
 grep -q "Woodbury product m = 8" "$tmp/out" || { echo "FAIL bench model tiny: no Woodbury table"; fail=1; }
-# The TP row replays the product's collectives (a count > 0 and their bytes) for the fraction's ceiling.
-grep -Eq "\| [1-9][0-9]* \([0-9.]+ MiB\) \| [0-9.]+ \| [0-9.]+ " "$tmp/out" \
+# The TP row replays the product's collectives (a count > 0 and their bytes) for the fraction's ceiling, and gives
+# each rank's time inside collectives during the products.
+grep -Eq "\| [1-9][0-9]* \([0-9.]+ MiB\) \| [0-9.]+ \| [0-9.]+ \([0-9.]+-[0-9.]+\) \| [0-9.]+ / [0-9.]+ \|" "$tmp/out" \
   || { echo "FAIL bench model tiny: no collectives replayed for the TP ceiling"; fail=1; }
 check "bad batch shape" 1 "--batch-shape: expected ROWSxPOSITIONS" -- $mpi "$bin" bench model --batch-shape 16x
 expect_one_error

@@ -216,11 +216,13 @@ def tables(out_dir, sizes):
                "on rank 0 while rank 1 waits, and H·v at TP = 2; times are medians over the rounds, the fraction "
                "is the median of the per-round fractions (model speed-up / machine speed-up) with their range. "
                "Each round also replays the collectives of one TP = 2 H·v alone (C); the ceiling T1 / (T1 + S·C) "
-               "is the fraction of a TP = 2 product whose whole arithmetic split at the machine's speed-up S:\n")
+               "is the fraction of a TP = 2 product whose whole arithmetic split at the machine's speed-up S; the last "
+               "column is each rank's time inside collectives during the TP = 2 products (beyond C: waiting for the "
+               "other rank):\n")
     out.append("| model | grad TP=1 (s) | H·v TP=1 (s) | G·v TP=1 (s) | rounds | H·v TP=1 in rounds (s) | "
                "H·v TP=2 (s) | model speed-up | matmul speed-up (2 ranks) | fraction (≥ 0.9) | "
-               "collectives per TP=2 H·v | their time alone (s) | ceiling |")
-    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+               "collectives per TP=2 H·v | their time alone (s) | ceiling | in collectives, rank 0 / rank 1 (s) |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for s, r in rows.items():
         o2 = r["o2"]
         t1s, t2s, mms, cs = (get(o2, k) or [] for k in ("hvp_tp1_rounds_s", "hvp_tp2_rounds_s",
@@ -229,12 +231,13 @@ def tables(out_dir, sizes):
         ceil = [a / (a + m * c) for a, m, c in zip(t1s, mms, cs)]
         med = lambda xs: statistics.median(xs) if xs else None
         n_coll, coll_bytes = get(o2, "tp_collectives_per_hvp"), get(o2, "tp_collective_bytes_per_hvp")
-        out.append("| %s | %s | %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        out.append("| %s | %s | %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s |" % (
             s, fmt(get(o2, "grad_s")), fmt(get(o2, "hvp_s")), fmt(get(o2, "gvp_s")), len(fr), fmt(med(t1s)),
             fmt(med(t2s)), fmt(ratio(med(t1s), med(t2s)), "%.2f"), fmt(med(mms), "%.2f"),
             mark(med(fr), 0.9, le=False) + spread(fr),
             "-" if n_coll is None else "%d (%.2f MiB)" % (n_coll, coll_bytes / 1048576.0),
-            fmt(med(cs), "%.5f"), fmt(med(ceil), "%.2f") + (spread(ceil) if ceil else "")))
+            fmt(med(cs), "%.5f"), fmt(med(ceil), "%.2f") + (spread(ceil) if ceil else ""),
+            fmt(get(o2, "tp_in_collectives_rank0_s"), "%.5f"), fmt(get(o2, "tp_in_collectives_rank1_s"), "%.5f")))
 
     agree = []
     for s, r in rows.items():
