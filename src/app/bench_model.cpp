@@ -303,11 +303,11 @@ class RecordingCommunicator final : public Communicator {
 /// that of a TP = 2 product whose whole arithmetic split at the machine's own speed-up S and whose collectives cost
 /// what they cost alone, T1 / (T1 / S + C) / S = T1 / (T1 + S·C). Only split work running faster than S predicts
 /// (smaller operands fitting a cache) or the host's noise can put a measured fraction above it.
-/// `in_collectives` is each rank's time inside collectives per TP = 2 H·v (the closing barrier included): beyond
-/// `collectives`, it is time spent waiting for the other rank.
+/// `in_collectives_rank0/1` are each rank's time inside collectives per TP = 2 H·v (the closing barrier included):
+/// beyond `collectives`, time spent waiting for the other rank.
 struct ScalingRound {
   double hvp_tp1 = 0, hvp_tp2 = 0, matmul_speedup = 0, collectives = 0;
-  double in_collectives[2] = {0, 0};
+  double in_collectives_rank0 = 0, in_collectives_rank1 = 0;
   double fraction() const { return hvp_tp1 / hvp_tp2 / matmul_speedup; }
   double ceiling() const { return hvp_tp1 / (hvp_tp1 + matmul_speedup * collectives); }
 };
@@ -358,8 +358,8 @@ ScalingRun tp_scaling_rounds(const Preset& p, const ProcessGrid& grid, int round
     const double c0 = comm_usage().seconds;
     r.hvp_tp2 = parallel.median_hvp(grid.tp(), reps);
     const double mine = (comm_usage().seconds - c0) / reps;
-    for (int k = 0; k < 2; ++k)
-      r.in_collectives[k] = world.all_reduce_scalar(grid.world_rank() == k ? mine : 0.0, ReduceOp::kSum);
+    r.in_collectives_rank0 = world.all_reduce_scalar(grid.world_rank() == 0 ? mine : 0.0, ReduceOp::kSum);
+    r.in_collectives_rank1 = world.all_reduce_scalar(grid.world_rank() == 1 ? mine : 0.0, ReduceOp::kSum);
     r.collectives = median_replay();
     r.hvp_tp1 = world.all_reduce_scalar(t1, ReduceOp::kMax);
   }
@@ -447,11 +447,6 @@ int run_model_benchmark(AppContext& ctx, const ModelBenchOptions& opt) {
           for (const ScalingRound& r : rounds) x.push_back(r.*f);
           return median(x);
         };
-        const auto in_collectives = [&](int k) {
-          std::vector<double> x;
-          for (const ScalingRound& r : rounds) x.push_back(r.in_collectives[k]);
-          return median(x);
-        };
         std::vector<double> fractions, ceilings;
         for (const ScalingRound& r : rounds) fractions.push_back(r.fraction()), ceilings.push_back(r.ceiling());
         const auto [lo, hi] = std::minmax_element(fractions.begin(), fractions.end());
@@ -463,8 +458,8 @@ int run_model_benchmark(AppContext& ctx, const ModelBenchOptions& opt) {
                       p.name, static_cast<long long>(p.batch), static_cast<long long>(p.seq), rounds.size(), t1, t2,
                       t1 / t2, med(&ScalingRound::matmul_speedup), median(fractions), *lo, *hi,
                       scaling_run.collectives_per_hvp, scaling_run.collective_bytes_per_hvp / 1048576.0,
-                      med(&ScalingRound::collectives), median(ceilings), *clo, *chi, in_collectives(0),
-                      in_collectives(1));
+                      med(&ScalingRound::collectives), median(ceilings), *clo, *chi,
+                      med(&ScalingRound::in_collectives_rank0), med(&ScalingRound::in_collectives_rank1));
         scaling << row;
         record.add("tp_rounds", static_cast<std::int64_t>(rounds.size()))
             .add("hvp_tp1_s", t1)
@@ -475,8 +470,8 @@ int run_model_benchmark(AppContext& ctx, const ModelBenchOptions& opt) {
             .add("tp_collective_bytes_per_hvp", scaling_run.collective_bytes_per_hvp)
             .add("tp_collectives_alone_s", med(&ScalingRound::collectives))
             .add("tp_fraction_ceiling", median(ceilings))
-            .add("tp_in_collectives_rank0_s", in_collectives(0))
-            .add("tp_in_collectives_rank1_s", in_collectives(1))
+            .add("tp_in_collectives_rank0_s", med(&ScalingRound::in_collectives_rank0))
+            .add("tp_in_collectives_rank1_s", med(&ScalingRound::in_collectives_rank1))
             .add_raw("hvp_tp1_rounds_s", json_list(rounds, &ScalingRound::hvp_tp1))
             .add_raw("hvp_tp2_rounds_s", json_list(rounds, &ScalingRound::hvp_tp2))
             .add_raw("matmul_speedup_rounds", json_list(rounds, &ScalingRound::matmul_speedup))
